@@ -1,0 +1,1 @@
+"""Turnout: dashboards."""

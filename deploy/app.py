@@ -1,0 +1,63 @@
+"""The app builder: one Turnout config -> one Ray Serve application.
+
+`build_app` is the import path the Ray Serve YAML and the RayService manifest use
+(`deploy.app:build_app`, args: {config: PATH} or {config_yaml: TEXT}); `turnout serve`
+calls `build_application` directly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from ray import serve
+from ray.serve import Application
+
+from deploy.config import TurnoutConfig, load_config, parse_config
+from gateway.app import GatewayIngress, app
+from replicas.config import ModelSpec
+from replicas.deployment import ModelReplica
+
+GATEWAY_NAME = "gateway"
+
+
+def model_deployment_name(model: str) -> str:
+    return "model-" + model.replace("/", "-").replace(":", "-")
+
+
+def model_deployment(spec: ModelSpec, cfg: TurnoutConfig) -> Any:
+    options: dict[str, Any] = {
+        "name": model_deployment_name(spec.name),
+        "max_ongoing_requests": spec.max_ongoing_requests,
+        "ray_actor_options": {"num_cpus": spec.num_cpus, "num_gpus": spec.num_gpus},
+        "health_check_period_s": 5,
+        "health_check_timeout_s": 30,
+        "graceful_shutdown_timeout_s": 30,
+    }
+    if spec.autoscaling:
+        a = spec.autoscaling
+        options["autoscaling_config"] = {
+            "min_replicas": a.min_replicas, "max_replicas": a.max_replicas,
+            "target_ongoing_requests": a.target_ongoing_requests}
+    else:
+        options["num_replicas"] = spec.replicas
+    dep = serve.deployment(ModelReplica).options(**options)
+    return dep.bind(spec.name, spec.source, dict(spec.engine_args), spec.cpu_threads, [],
+                    dict(spec.env))
+
+
+def build_application(cfg: TurnoutConfig) -> Application:
+    handles = {m.name: model_deployment(m, cfg) for m in cfg.models}
+    ingress = serve.deployment(serve.ingress(app)(GatewayIngress)).options(
+        name=GATEWAY_NAME, num_replicas=cfg.gateway.num_replicas,
+        ray_actor_options={"num_cpus": 0}, max_ongoing_requests=1000)
+    return ingress.bind(cfg.gateway.model_dump(), [m.model_dump() for m in cfg.models], handles)
+
+
+def build_app(args: dict[str, Any]) -> Application:
+    """Ray Serve application builder (`serve run deploy.app:build_app config=FILE`)."""
+    if args.get("config_yaml"):
+        cfg = parse_config(yaml.safe_load(args["config_yaml"]), "config_yaml")
+    else:
+        cfg = load_config(args.get("config"))
+    return build_application(cfg)

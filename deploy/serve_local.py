@@ -1,0 +1,90 @@
+"""`turnout serve`: local Ray, the Serve application, progress while engines start."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+
+from deploy.config import TurnoutConfig
+
+APP_NAME = "turnout"
+
+
+def say(msg: str) -> None:
+    print(f"[turnout] {msg}", file=sys.stderr, flush=True)
+
+
+def build_packs(cfg: TurnoutConfig) -> None:
+    """Build every model pack up front, so the long first-run step shows its progress here."""
+    from replicas.packs import resolve
+
+    for i, m in enumerate(cfg.models, 1):
+        say(f"model pack {i}/{len(cfg.models)}: {m.name} ({m.source})")
+        resolve(m.source, progress=say)
+
+
+def _watch(stop: threading.Event, started: float) -> None:
+    from ray import serve
+
+    last = ""
+    while not stop.wait(5.0):
+        try:
+            app = serve.status().applications.get(APP_NAME)
+        except Exception:
+            continue
+        if app is None:
+            continue
+        parts = [f"{name}: {d.status.value.lower()}" for name, d in sorted(app.deployments.items())]
+        line = ", ".join(parts)
+        if line != last:
+            say(f"starting engines ({time.time() - started:.0f} s): {line}")
+            last = line
+
+
+def start(cfg: TurnoutConfig, address: str | None = None) -> str:
+    """Start Ray + Serve and deploy; return the gateway URL once every replica is ready."""
+    import ray
+    from ray import serve
+
+    from deploy.app import build_application
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    build_packs(cfg)
+    if not ray.is_initialized():
+        say("starting Ray" if address is None else f"connecting to Ray at {address}")
+        ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                 ignore_reinit_error=True)
+    serve.start(http_options={"host": cfg.gateway.host, "port": cfg.gateway.port})
+    started = time.time()
+    stop = threading.Event()
+    watcher = threading.Thread(target=_watch, args=(stop, started), daemon=True)
+    watcher.start()
+    try:
+        serve.run(build_application(cfg), name=APP_NAME, route_prefix="/")
+    finally:
+        stop.set()
+    url = f"http://{cfg.gateway.host}:{cfg.gateway.port}"
+    say(f"ready in {time.time() - started:.0f} s")
+    return url
+
+
+def serve_forever(cfg: TurnoutConfig, block: bool = True) -> int:
+    url = start(cfg)
+    key = " -H 'Authorization: Bearer YOUR_KEY'" if cfg.gateway.require_auth else ""
+    print(f"Turnout is serving {', '.join(m.name for m in cfg.models)} at {url}/v1")
+    print(f"Try: curl -s {url}/v1/chat/completions -H 'Content-Type: application/json'{key} "
+          f"-d '{{\"model\": \"auto\", \"messages\": [{{\"role\": \"user\", \"content\": "
+          f"\"What is the capital of France?\"}}]}}'", flush=True)
+    if not block:
+        return 0
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        from ray import serve
+
+        say("shutting down")
+        serve.shutdown()
+    return 0

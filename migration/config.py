@@ -1,0 +1,31 @@
+"""Config section for live migration and the rescheduler (owned by migration/)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class MigrationSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = False
+    # Rescheduler: how often it reads stats and applies the policies (Llumnix: ~20 Hz).
+    rescheduler_interval_s: float = Field(0.05, gt=0)
+    # Stats older than this are stale: dispatch falls back to power-of-two, the
+    # rescheduler skips the replica.
+    max_stats_age_s: float = Field(0.5, gt=0)
+    # At most this many migrations in flight into or out of one replica.
+    max_migrations_per_replica: int = Field(1, ge=1)
+    # Load balancing: only pair replicas whose freeness differs by more than this
+    # (free blocks per running request), and only take from a source below
+    # `balance_source_freeness` (a replica with plenty of room needs no help).
+    balance_min_gap: float = Field(4.0, ge=0)
+    balance_source_freeness: float = 8.0
+    # Never move a request with fewer blocks than this (nothing to gain) or more
+    # than this (too long a copy); 0 = no upper bound.
+    min_request_blocks: int = Field(1, ge=0)
+    max_request_blocks: int = Field(0, ge=0)
+    defragment: bool = True
+    # Priority headroom: KV blocks each replica keeps free for requests at or above
+    # `high_priority` (tenant config sets priorities, a request may override).
+    high_priority: int = 1
+    headroom_blocks: int = Field(0, ge=0)
