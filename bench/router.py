@@ -1,0 +1,130 @@
+"""Router decision latency, excluding the embedding: p50/p99 at 10 and 100 models.
+
+`router.choose` (quality prediction for every model in one vectorised pass, cost,
+TTFT from replica stats, policy) is timed per request on real query embeddings.
+Baselines in the same run: a naive router that predicts each model's quality with
+its own predictor call (a per-model Python loop, how a per-model classifier
+router is often written), and the static always-best rule (availability check only).
+For 10 and 100 models the learners are refitted on the shipped training
+embeddings with synthetic score columns (the data has 9 models).
+
+    python -m bench.router [--quick] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from replicas.stats import ReplicaStats  # noqa: E402
+from router.artifact import Predictors  # noqa: E402
+from router.embeddings import load_cache  # noqa: E402
+from router.learners import make_learner  # noqa: E402
+from router.lengths import LengthModel  # noqa: E402
+from router.policy import RoutePolicy, decide  # noqa: E402
+from router.router import Router  # noqa: E402
+
+
+def synthetic_router(n_models: int, learner: str, x: np.ndarray, seed: int = 0) -> Router:
+    rng = np.random.default_rng(seed)
+    models = [f"model-{i:03d}" for i in range(n_models)]
+    # scores that depend on the query (a random direction per model), so learners have signal
+    dirs = rng.normal(size=(x.shape[1], n_models)).astype(np.float32)
+    scores = (x @ dirs > 0).astype(np.float32)
+    params = {"epochs": 2} if learner != "knn" else {}
+    fitted = make_learner(learner, **params).fit(x, scores, np.ones_like(scores, dtype=bool))
+    pred = Predictors(models, {learner: fitted}, learner, LengthModel())
+    prices = {m: (0.1 + 0.01 * i, 0.2 + 0.02 * i) for i, m in enumerate(models)}
+    return Router(pred, prices)
+
+
+def stats_for(models: list[str], rng: np.random.Generator) -> dict[str, list[ReplicaStats]]:
+    return {m: [ReplicaStats(f"{m}-{r}", m, running=int(rng.integers(0, 8)), waiting=int(rng.integers(0, 3)),
+                             kv_blocks_used=int(rng.integers(0, 100)), kv_blocks_total=128,
+                             waiting_blocks_needed=int(rng.integers(0, 10))) for r in range(2)]
+            for m in models}
+
+
+def naive_choose(router: Router, emb: np.ndarray, prompt_tokens: int, stats, policy: RoutePolicy):
+    quality = []
+    for j, _ in enumerate(router.models):  # one predictor call per model
+        quality.append(float(router.learner.predict(emb.reshape(1, -1))[0, j]))
+    cost = router.predict_cost(prompt_tokens).tolist()
+    ttft = router.predict_ttft(prompt_tokens, stats)
+    return decide(router.models, quality, cost, ttft, policy)
+
+
+def static_choose(router: Router, stats, best: str) -> str:
+    return best if stats.get(best) else router.models[0]
+
+
+def timed(fn, queries: np.ndarray, reps: int) -> np.ndarray:
+    out = []
+    for i in range(reps):
+        q = queries[i % len(queries)]
+        t0 = time.perf_counter()
+        fn(q)
+        out.append(time.perf_counter() - t0)
+    return np.array(out) * 1e3
+
+
+def measure(n_models: int, learner: str, x: np.ndarray, queries: np.ndarray, reps: int) -> dict:
+    router = synthetic_router(n_models, learner, x)
+    stats = stats_for(router.models, np.random.default_rng(1))
+    policy = RoutePolicy(lam=0.5, mu=0.1, slo_s=2.0)
+    fast = timed(lambda q: router.choose(q, "math", 200, stats, policy), queries, reps)
+    naive = timed(lambda q: naive_choose(router, q, 200, stats, policy), queries, max(reps // 10, 20))
+    static = timed(lambda q: static_choose(router, stats, router.models[-1]), queries, reps)
+    pct = lambda a, p: float(np.percentile(a, p))  # noqa: E731
+    return {"models": n_models, "learner": learner,
+            "p50_ms": pct(fast, 50), "p99_ms": pct(fast, 99),
+            "naive_p50_ms": pct(naive, 50), "naive_p99_ms": pct(naive, 99),
+            "static_p50_ms": pct(static, 50), "static_p99_ms": pct(static, 99)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--json")
+    args = ap.parse_args(argv)
+    cache = load_cache()
+    if not cache:
+        print("bench.router: no shipped embedding cache (router/data/embeddings.npz)", file=sys.stderr)
+        return 2
+    vecs = np.stack(list(cache.values())).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    x, queries = vecs[:-500], vecs[-500:]
+    reps = 500 if args.quick else 3000
+    results = []
+    print(f"{'learner':9} {'models':>6} {'p50 ms':>8} {'p99 ms':>8} {'naive p99':>10} {'static p99':>10} "
+          f"{'naive/router p99':>16}")
+    for learner in ("knn", "mf", "mlp"):
+        for n in (10, 100):
+            r = measure(n, learner, x, queries, reps)
+            results.append(r)
+            print(f"{learner:9} {n:6d} {r['p50_ms']:8.3f} {r['p99_ms']:8.3f} {r['naive_p99_ms']:10.3f} "
+                  f"{r['static_p99_ms']:10.4f} {r['naive_p99_ms'] / r['p99_ms']:15.1f}x", flush=True)
+    knn = {r["models"]: r for r in results if r["learner"] == "knn"}
+    report = {"p50_ms_10": knn[10]["p50_ms"], "p99_ms_10": knn[10]["p99_ms"],
+              "p50_ms_100": knn[100]["p50_ms"], "p99_ms_100": knn[100]["p99_ms"],
+              "target_p99_ms_10": 0.5, "results": results}
+    print(f"shipped learner (knn): p99 {knn[10]['p99_ms']:.3f} ms at 10 models (target < 0.5 ms), "
+          f"{knn[100]['p99_ms']:.3f} ms at 100")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

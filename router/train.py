@@ -1,0 +1,96 @@
+"""Training: fit every learner, pick one by held-out routing score, calibrate lambdas.
+
+1. Hold out a seeded slice of the training records (never the test split).
+2. Fit each learner on the rest; route the held-out slice; score its cost-quality
+   curve by AIQ (the routing quality that matters, not just regression error).
+3. Calibrate, per learner, the lambdas that on the held-out slice reach the best
+   single model's quality, 95% of it, and the best quality within its cost.
+4. Refit every learner on all training records; keep the best one as `chosen`.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from router import evaluate, metrics
+from router.artifact import Predictors
+from router.cost import cost_per_1k, price_arrays
+from router.data import DataError, Records, split_indices
+from router.learners import LEARNERS, Learner, make_learner
+from router.lengths import LengthModel
+
+KNN_KS = (8, 16, 32, 64)
+
+
+def log(msg: str) -> None:
+    print(f"router train: {msg}", file=sys.stderr)
+
+
+def cost_matrix(records: Records, prices: dict[str, tuple[float, float]], lengths: LengthModel) -> np.ndarray:
+    try:
+        pin, pout = price_arrays(records.models, prices)
+    except KeyError as e:
+        raise DataError(f"{e.args[0]}; pass a price table that covers every model") from None
+    prompt = records.prompt_tokens()
+    return cost_per_1k(prompt, lengths.predict(records.models, prompt), pin, pout)
+
+
+def heldout_info(pred: np.ndarray, true: np.ndarray, cost: np.ndarray, models: list[str]) -> dict:
+    ref = evaluate.reference(models, true, cost)
+    curve = evaluate.sweep(pred, true, cost)
+    (cb, qb) = ref.best
+    return {
+        "aiq": metrics.aiq(curve[:, [2, 1]], ref.c_min, ref.c_max),
+        "mse": float(((pred - true) ** 2).mean()),
+        "lambda_at_best": evaluate.lambda_for_quality(curve, qb),
+        "lambda_at_95": evaluate.lambda_for_quality(curve, 0.95 * qb),
+        "lambda_at_best_cost": evaluate.lambda_for_budget(curve, cb),
+    }
+
+
+def _complete_rows(records: Records, idx: np.ndarray) -> np.ndarray:
+    """Held-out routing needs every model's true score: keep fully scored rows."""
+    return idx[records.mask[idx].all(1)]
+
+
+def _fit_one(name: str, x, records: Records, fit_idx, val_idx, cost) -> tuple[Learner, dict]:
+    s, m = records.scores, records.mask
+    grid = [{"k": k} for k in KNN_KS] if name == "knn" else [{}]
+    best: tuple[Learner, dict] | None = None
+    for params in grid:
+        learner = make_learner(name, **params).fit(x[fit_idx], s[fit_idx], m[fit_idx])
+        info = heldout_info(learner.predict(x[val_idx]), s[val_idx], cost[val_idx], records.models)
+        info["params"] = params
+        if best is None or info["aiq"] > best[1]["aiq"]:
+            best = (learner, info)
+    return best
+
+
+def train(records: Records, prices: dict[str, tuple[float, float]], embed: Callable[[list[str]], np.ndarray],
+          learners: Sequence[str] = LEARNERS, val_frac: float = 0.15, seed: int = 0,
+          default_output_tokens: float = 256.0) -> Predictors:
+    if len(records) < 20:
+        raise DataError(f"need at least 20 training records, got {len(records)}")
+    log(f"{len(records)} records, {len(records.models)} models; embedding")
+    x = embed(records.questions)
+    lengths = LengthModel(default_tokens=default_output_tokens).fit(
+        records.models, records.prompt_tokens(), records.output_tokens)
+    cost = cost_matrix(records, prices, lengths)
+    fit_idx, val_idx = split_indices(len(records), val_frac, seed)
+    val_idx = _complete_rows(records, val_idx)
+    if len(val_idx) < 10:
+        raise DataError("too few fully scored records to hold out for learner selection")
+    info: dict[str, dict] = {}
+    fitted: dict[str, Learner] = {}
+    for name in learners:
+        _, info[name] = _fit_one(name, x, records, fit_idx, val_idx, cost)
+        log(f"{name}: held-out AIQ {info[name]['aiq']:.4f} MSE {info[name]['mse']:.4f} {info[name]['params']}")
+        fitted[name] = make_learner(name, **info[name]["params"]).fit(x, records.scores, records.mask)
+    chosen = max(learners, key=lambda n: (info[n]["aiq"], -LEARNERS.index(n)))
+    log(f"chosen learner: {chosen}")
+    meta = {"records": len(records), "heldout": int(len(val_idx)), "seed": seed,
+            "prices": {m: list(prices[m]) for m in records.models}, "embedding": "all-MiniLM-L6-v2"}
+    return Predictors(list(records.models), fitted, chosen, lengths, info, meta)
