@@ -1,0 +1,114 @@
+"""Scheduling benchmark: dispatch and rescheduling policies in the fleet simulator, plus a
+live 3-replica comparison (filled by the lead, see run_live).
+
+    python -m bench.scheduling [--quick] [--json PATH] [--profile cpu|gpu] [--load X]
+
+- sim16: 16 replicas under the Azure conversation trace at high load, the four policies
+  (round_robin, power_of_two, freeness, freeness_migration); ratios of P99 TTFT against
+  round_robin and power_of_two.
+- sim1000_wall_s: wall time of freeness_migration on 1,000 replicas x one hour of trace
+  (the same per-replica load; --quick: 10 minutes of trace).
+JSON keys: {"sim16": {policy: {"p50_ttft_s", "p99_ttft_s", "p99_tpot_s", "completed", ...}},
+"sim1000_wall_s": s, "live": {router: {"p99_ttft_s": ..}}}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from migration.sim.fleet import POLICIES, SimConfig, simulate
+from migration.sim.load import arrival_rate
+from migration.sim.profile import get_profile
+from migration.sim.report import summarize, table
+from migration.sim.trace import DEFAULT_TRACE, load_trace, scale
+
+# High load for the 16-replica comparison (fraction of the estimated capacity) and the
+# simulated seconds of arrivals; chosen by sweeping the load (see README).
+HIGH_LOAD = {"cpu": 0.9, "gpu": 0.9}
+SIM16_DURATION_S = {"cpu": 1800.0, "gpu": 1800.0}
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def run_sim16(profile_name: str, load: float, duration_s: float, seed: int = 0) -> dict:
+    profile = get_profile(profile_name)
+    trace = load_trace(DEFAULT_TRACE)
+    rate = arrival_rate(profile, trace, 16, load)
+    replay = scale(trace, rate, duration_s, profile.max_model_len)
+    _say(f"sim16: {len(replay):,} requests at {rate:.2f} req/s ({profile.name}, load {load})")
+    out = {}
+    for name in POLICIES:
+        t0 = time.perf_counter()
+        out[name] = summarize(simulate(SimConfig(name, 16, profile, seed=seed), replay))
+        out[name]["wall_s"] = round(time.perf_counter() - t0, 2)
+        _say(f"  {name}: {out[name]['wall_s']:.1f}s wall")
+    return out
+
+
+def run_sim1000(profile_name: str, load: float, duration_s: float) -> tuple[float, dict]:
+    profile = get_profile(profile_name)
+    trace = load_trace(DEFAULT_TRACE)
+    rate = arrival_rate(profile, trace, 1000, load)
+    replay = scale(trace, rate, duration_s, profile.max_model_len)
+    _say(f"sim1000: {len(replay):,} requests at {rate:.1f} req/s over {duration_s:.0f}s, freeness_migration")
+    t0 = time.perf_counter()
+    fleet = simulate(SimConfig("freeness_migration", 1000, profile, progress=True), replay)
+    wall = time.perf_counter() - t0
+    return wall, summarize(fleet)
+
+
+def run_live(quick: bool) -> dict:
+    """Live comparison on CPU, 3 replicas of the tiny model: Ray Serve's default router vs
+    freeness dispatch plus rescheduling; returns {router: {"p99_ttft_s": ..}}.
+
+    TODO(lead): fill in with the live deployment (needs the request router and the
+    rescheduler actor wired into Ray Serve); the simulator parts above do not depend on it.
+    """
+    return {}
+
+
+def ratios(sim16: dict) -> str:
+    lines = ["P99 TTFT ratio (baseline / policy):"]
+    for base in ("round_robin", "power_of_two"):
+        b = sim16[base]["p99_ttft_s"]
+        cells = "  ".join(f"{p}={b / max(sim16[p]['p99_ttft_s'], 1e-9):.2f}x" for p in POLICIES)
+        lines.append(f"  vs {base:<13} {cells}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="scheduling benchmark (fleet simulator + live)")
+    ap.add_argument("--quick", action="store_true", help="shorter traces (< 3 minutes)")
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--profile", default="cpu")
+    ap.add_argument("--load", type=float, default=None)
+    ap.add_argument("--skip-1000", action="store_true")
+    args = ap.parse_args(argv)
+    load = args.load if args.load is not None else HIGH_LOAD.get(args.profile, 0.9)
+    duration = SIM16_DURATION_S.get(args.profile, 1800.0) / (3 if args.quick else 1)
+    sim16 = run_sim16(args.profile, load, duration)
+    print(f"\nsim16 ({args.profile}, load {load}, {duration:.0f}s of trace)")
+    print(table(sim16))
+    print(ratios(sim16))
+    result: dict = {"sim16": sim16, "sim16_profile": args.profile, "sim16_load": load}
+    if not args.skip_1000:
+        wall, summary = run_sim1000(args.profile, load, 600.0 if args.quick else 3600.0)
+        print(f"\nsim1000: {summary['completed']:,} requests, wall {wall:.1f}s "
+              f"(P99 TTFT {summary['p99_ttft_s']:.2f}s, {summary['migrations']:,} migrations)")
+        result["sim1000_wall_s"] = round(wall, 1)
+        result["sim1000"] = summary
+    result["live"] = run_live(args.quick)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
