@@ -77,7 +77,11 @@ class EngineHost:
             os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
             os.environ["OMP_NUM_THREADS"] = str(self.cpu_threads)
         args = {"model": self.model_path, "served_model_name": self.model,
-                "enforce_eager": True, "disable_log_stats": False, **self.engine_args}
+                "enforce_eager": True, "disable_log_stats": False,
+                # Compact JSON for structured output: small models otherwise loop on the
+                # whitespace a JSON grammar allows between tokens.
+                "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True},
+                **self.engine_args}
         engine_args = AsyncEngineArgs(**args)
         self.tokenizer = await asyncio.to_thread(AutoTokenizer.from_pretrained, self.model_path)
         host = self
