@@ -51,18 +51,29 @@ def heldout_info(pred: np.ndarray, true: np.ndarray, cost: np.ndarray, models: l
     }
 
 
-def _complete_rows(records: Records, idx: np.ndarray) -> np.ndarray:
-    """Held-out routing needs every model's true score: keep fully scored rows."""
-    return idx[records.mask[idx].all(1)]
+def heldout_view(records: Records, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Held-out routing needs every candidate's true score. Models scored on at least half
+    the records (the core set; probed or feedback-only models are not) are the candidates,
+    and the held-out rows are those scoring all of them."""
+    cols = np.nonzero(records.mask.mean(0) >= 0.5)[0]
+    if len(cols) < 2:
+        raise DataError("fewer than 2 models are scored on at least half the records")
+    rows = idx[records.mask[np.ix_(idx, cols)].all(1)]
+    if len(rows) < 10:
+        raise DataError("too few fully scored records to hold out for learner selection")
+    return rows, cols
 
 
-def _fit_one(name: str, x, records: Records, fit_idx, val_idx, cost) -> tuple[Learner, dict]:
+def _fit_one(name: str, x, records: Records, fit_idx, view, cost) -> tuple[Learner, dict]:
     s, m = records.scores, records.mask
+    rows, cols = view
+    core = [records.models[j] for j in cols]
     grid = [{"k": k} for k in KNN_KS] if name == "knn" else [{}]
     best: tuple[Learner, dict] | None = None
     for params in grid:
         learner = make_learner(name, **params).fit(x[fit_idx], s[fit_idx], m[fit_idx])
-        info = heldout_info(learner.predict(x[val_idx]), s[val_idx], cost[val_idx], records.models)
+        pred = learner.predict(x[rows])[:, cols]
+        info = heldout_info(pred, s[np.ix_(rows, cols)], cost[np.ix_(rows, cols)], core)
         info["params"] = params
         if best is None or info["aiq"] > best[1]["aiq"]:
             best = (learner, info)
@@ -74,23 +85,21 @@ def train(records: Records, prices: dict[str, tuple[float, float]], embed: Calla
           default_output_tokens: float = 256.0) -> Predictors:
     if len(records) < 20:
         raise DataError(f"need at least 20 training records, got {len(records)}")
-    log(f"{len(records)} records, {len(records.models)} models; embedding")
-    x = embed(records.questions)
     lengths = LengthModel(default_tokens=default_output_tokens).fit(
         records.models, records.prompt_tokens(), records.output_tokens)
-    cost = cost_matrix(records, prices, lengths)
+    cost = cost_matrix(records, prices, lengths)  # checks the prices before the slow part
+    log(f"{len(records)} records, {len(records.models)} models; embedding")
+    x = embed(records.questions)
     fit_idx, val_idx = split_indices(len(records), val_frac, seed)
-    val_idx = _complete_rows(records, val_idx)
-    if len(val_idx) < 10:
-        raise DataError("too few fully scored records to hold out for learner selection")
+    view = heldout_view(records, val_idx)
     info: dict[str, dict] = {}
     fitted: dict[str, Learner] = {}
     for name in learners:
-        _, info[name] = _fit_one(name, x, records, fit_idx, val_idx, cost)
+        _, info[name] = _fit_one(name, x, records, fit_idx, view, cost)
         log(f"{name}: held-out AIQ {info[name]['aiq']:.4f} MSE {info[name]['mse']:.4f} {info[name]['params']}")
         fitted[name] = make_learner(name, **info[name]["params"]).fit(x, records.scores, records.mask)
     chosen = max(learners, key=lambda n: (info[n]["aiq"], -LEARNERS.index(n)))
     log(f"chosen learner: {chosen}")
-    meta = {"records": len(records), "heldout": int(len(val_idx)), "seed": seed,
+    meta = {"records": len(records), "heldout": int(len(view[0])), "seed": seed,
             "prices": {m: list(prices[m]) for m in records.models}, "embedding": "all-MiniLM-L6-v2"}
     return Predictors(list(records.models), fitted, chosen, lengths, info, meta)

@@ -22,7 +22,7 @@ class KnnLearner:
     def fit(self, x: np.ndarray, scores: np.ndarray, mask: np.ndarray) -> KnnLearner:
         # float16 halves the artifact; cosine ranks barely move.
         self.x = x.astype(np.float16)
-        self._x32 = x.astype(np.float32)
+        self._x32 = self.x.astype(np.float32)  # the stored precision, so a reload predicts the same
         self.scores, self.mask = scores.astype(np.float32), mask.astype(bool)
         self.prior = column_prior(self.scores, self.mask)
         return self
@@ -40,9 +40,9 @@ class KnnLearner:
 
     def state(self) -> tuple[dict, dict[str, np.ndarray]]:
         return {"k": self.k, "shrink": self.shrink}, {
-            "x": self.x, "scores": self.scores.astype(np.float16), "mask": self.mask,
+            "x": self.x, "scores": self.scores, "mask": self.mask,
         }
 
     @classmethod
     def from_state(cls, params: dict, arrays: dict[str, np.ndarray]) -> KnnLearner:
-        return cls(**params).fit(arrays["x"], arrays["scores"].astype(np.float32), arrays["mask"])
+        return cls(**params).fit(arrays["x"], arrays["scores"], arrays["mask"])
