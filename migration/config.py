@@ -29,3 +29,26 @@ class MigrationSpec(BaseModel):
     # `high_priority` (tenant config sets priorities, a request may override).
     high_priority: int = 1
     headroom_blocks: int = Field(0, ge=0)
+    # ---- live KV migration (migration/agent.py, migration/connector.py) ----
+    # "kv" moves the KV cache; "recompute" re-prefills prompt + generated tokens at the
+    # destination (the baseline).
+    mode: str = Field("kv", pattern="^(kv|recompute)$")
+    # Stop-and-copy once at most this many full KV blocks are not yet copied.
+    stop_copy_blocks: int = Field(2, ge=0)
+    # Stop anyway after this long in pre-copy (a request decoding faster than we copy).
+    max_precopy_s: float = Field(2.0, gt=0)
+    # Blocks one engine step copies at most (bounds the hiccup for other requests).
+    max_blocks_per_step: int = Field(256, ge=1)
+    # Deadline of every call to the other replica's agent and to the engine's connector.
+    call_timeout_s: float = Field(2.0, gt=0)
+    # Pre-copy makes no progress for this long -> give up, the request stays.
+    stall_timeout_s: float = Field(5.0, gt=0)
+    # The destination's reservation lives this long without an admit (source died).
+    lease_s: float = Field(10.0, gt=0)
+    # The destination aborts a migrated-in request nobody streams within this time.
+    attach_timeout_s: float = Field(30.0, gt=0)
+    # Free KV blocks the destination keeps beyond the request's own need.
+    dest_margin_blocks: int = Field(0, ge=0)
+    poll_interval_s: float = Field(0.002, gt=0)
+    # Where agents listen for each other (same host for the shared-memory transfer).
+    peer_host: str = "127.0.0.1"
