@@ -65,7 +65,11 @@ def resolve(source: str, progress: Progress | None = None) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     _say(progress, f"building model pack {source} into {dest} (first run only)")
-    builder(tmp, progress)
+    try:
+        builder(tmp, progress)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     (tmp / DONE).write_text("ok\n")
     if dest.exists():  # another process finished first
         shutil.rmtree(tmp, ignore_errors=True)
@@ -80,7 +84,12 @@ def _convert_gguf(folder: Path, gguf_file: str, dest: Path, progress: Progress |
 
     _say(progress, f"  converting {gguf_file} (transformers)")
     tok = AutoTokenizer.from_pretrained(str(folder), gguf_file=gguf_file)
-    model = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=gguf_file)
+    model = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=gguf_file, dtype="float32")
+    # transformers dequantizes GGUF weights on load but keeps the GGUF quantizer attached,
+    # which refuses to save; the tensors are plain float32, so drop it and save those.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
     model.save_pretrained(str(dest))
     tok.save_pretrained(str(dest))
 
@@ -122,12 +131,10 @@ def build_gemma3(dest: Path, progress: Progress | None = None) -> None:
     if not link.exists():
         link.symlink_to(gguf)
     _convert_gguf(work, gguf.name, dest, progress)
-    cfg_path = dest / "tokenizer_config.json"
-    cfg = json.loads(cfg_path.read_text())
-    cfg.setdefault("chat_template", GEMMA_CHAT_TEMPLATE)
-    if not cfg.get("chat_template"):
-        cfg["chat_template"] = GEMMA_CHAT_TEMPLATE
-    cfg_path.write_text(json.dumps(cfg, indent=2))
+    # A base model: no chat template of its own, so give it Gemma's turn format.
+    template = dest / "chat_template.jinja"
+    if not template.exists():
+        template.write_text(GEMMA_CHAT_TEMPLATE)
 
 
 def build_tiny_llama(dest: Path, progress: Progress | None = None) -> None:
