@@ -12,6 +12,7 @@ by a category rule or when nothing else can serve.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -62,9 +63,15 @@ class Router:
                         latency=spec.latency_params(names), unknown_quality=spec.unknown_model_quality,
                         category_rules=spec.category_rules)
 
-    def policy_for(self, spec: RouterSpec, tenant: str | None, overrides: Mapping | None = None) -> RoutePolicy:
-        """The tenant's policy with per-request overrides (extra_body "router"); ValueError on bad input."""
+    def policy_for(self, spec: RouterSpec, tenant: str | None, overrides: Mapping | None = None,
+                   tenant_allowed: Sequence[str] = ()) -> RoutePolicy:
+        """The tenant's policy with per-request overrides (extra_body "router"); ValueError on bad
+        input. `tenant_allowed` (the gateway tenant's allowed_models) narrows the policy's list."""
         base = spec.policy_spec(tenant).to_policy(self.calibrated_lambda())
+        gate = [m for m in tenant_allowed if m in self.models]
+        if gate:
+            narrowed = tuple(m for m in gate if not base.allowed_models or m in base.allowed_models)
+            base = replace(base, allowed_models=narrowed or ("",))
         return apply_overrides(base, overrides)
 
     def calibrated_lambda(self, target: str = "lambda_at_best") -> float | None:

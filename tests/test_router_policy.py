@@ -166,3 +166,6 @@ def test_tenant_policy_from_config_with_calibrated_lambda_and_overrides():
     assert router.policy_for(spec, "acme", {"lambda": 3}).lam == 3.0
     with pytest.raises(ValueError):
         router.policy_for(spec, "acme", {"allowed_models": ["b"]})  # cannot widen
+    assert router.policy_for(spec, "someone", tenant_allowed=["b", "auto"]).allowed_models == ("b",)
+    with pytest.raises(NoModelAvailable):  # gateway allows only b, router policy only a: nothing left
+        router.choose(np.zeros(384), None, 10, None, router.policy_for(spec, "acme", tenant_allowed=["b"]))
