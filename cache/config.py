@@ -41,15 +41,14 @@ class CategoryPolicy(BaseModel):
 
 
 def _default_categories() -> dict[str, CategoryPolicy]:
-    # Code is dense in embedding space (near neighbours often differ in one
-    # keyword), so it needs a strict threshold; its answers stay valid for long.
-    # Time-sensitive answers go stale in minutes.
+    # Thresholds: `turnout cache tune` on cache/data/pairs_dev.jsonl (see cache/README.md).
+    # Code and math answers stay valid for long; time-sensitive ones go stale in minutes.
     return {
-        "code": CategoryPolicy(threshold=0.95, ttl_s=7 * 86400, quota=20_000, eviction="lfu"),
-        "math": CategoryPolicy(threshold=0.95, ttl_s=30 * 86400, quota=20_000, eviction="lfu"),
-        "knowledge": CategoryPolicy(threshold=0.89, ttl_s=86400, quota=50_000),
-        "chat": CategoryPolicy(threshold=0.80, ttl_s=6 * 3600, quota=20_000),
-        "time-sensitive": CategoryPolicy(threshold=0.93, ttl_s=300, quota=5_000, max_ttl_factor=3.0),
+        "code": CategoryPolicy(threshold=0.84, ttl_s=7 * 86400, quota=20_000, eviction="lfu"),
+        "math": CategoryPolicy(threshold=0.85, ttl_s=30 * 86400, quota=20_000, eviction="lfu"),
+        "knowledge": CategoryPolicy(threshold=0.87, ttl_s=86400, quota=50_000),
+        "chat": CategoryPolicy(threshold=0.76, ttl_s=6 * 3600, quota=20_000),
+        "time-sensitive": CategoryPolicy(threshold=0.84, ttl_s=300, quota=5_000, max_ttl_factor=3.0),
     }
 
 
