@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 from ray import serve
 from ray.serve import Application
+from ray.serve.config import RequestRouterConfig
 
 from deploy.config import TurnoutConfig, load_config, parse_config
 from gateway.app import GatewayIngress, app
@@ -19,6 +20,7 @@ from replicas.config import ModelSpec
 from replicas.deployment import ModelReplica
 
 GATEWAY_NAME = "gateway"
+FREENESS_ROUTER = "replicas.request_router:FreenessRequestRouter"
 
 
 def model_deployment_name(model: str) -> str:
@@ -41,6 +43,10 @@ def model_deployment(spec: ModelSpec, cfg: TurnoutConfig) -> Any:
             "target_ongoing_requests": a.target_ongoing_requests}
     else:
         options["num_replicas"] = spec.replicas
+    if spec.request_router == "freeness":
+        options["request_router_config"] = RequestRouterConfig(
+            request_router_class=FREENESS_ROUTER, request_routing_stats_period_s=0.1,
+            request_routing_stats_timeout_s=1.0)
     dep = serve.deployment(ModelReplica).options(**options)
     return dep.bind(spec.name, spec.source, dict(spec.engine_args), spec.cpu_threads, [],
                     dict(spec.env))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -46,6 +46,9 @@ class ModelSpec(BaseModel):
     env: dict[str, str] = Field(default_factory=dict)
     # Chat template for base models that ship none (a Jinja string).
     chat_template: str | None = None
+    # How Ray Serve picks a replica: Llumnix freeness (replicas/request_router.py) or
+    # Serve's default power-of-two choices.
+    request_router: Literal["freeness", "power_of_two"] = "freeness"
     # The key of this model's quality scores in the router's training data.
     router_name: str | None = None
 

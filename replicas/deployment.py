@@ -19,6 +19,7 @@ from typing import Any
 from ray import serve
 
 from replicas.engine import EngineHost
+from replicas.fleet import get_registry
 from replicas.packs import resolve
 
 logger = logging.getLogger("turnout.replica")
@@ -29,6 +30,10 @@ SAMPLING_FIELDS = {
     "presence_penalty", "frequency_penalty", "repetition_penalty", "logprobs", "ignore_eos",
     "logit_bias", "stop_token_ids", "include_stop_str_in_output",
 }
+
+
+PUBLISH_BUSY_S = 0.05
+PUBLISH_IDLE_S = 1.0
 
 
 class RequestRejected(Exception):
@@ -82,6 +87,20 @@ class ModelReplica:
         for ext in extensions or []:
             self.extensions[ext["name"]] = _load_extension(ext, self.host)
         self.aborted = 0
+        self._publisher = asyncio.get_running_loop().create_task(self._publish_stats())
+
+    async def _publish_stats(self) -> None:
+        """Push stats to the app's FleetRegistry: 20 Hz while busy, 1 Hz when idle."""
+        try:
+            app = serve.get_replica_context().app_name
+        except Exception:
+            return
+        registry = get_registry(app)
+        while True:
+            stats = self.stats()
+            registry.report.remote(stats)
+            busy = stats["running"] + stats["waiting"] > 0 or stats["migration_stage"]
+            await asyncio.sleep(PUBLISH_BUSY_S if busy else PUBLISH_IDLE_S)
 
     # ---- requests --------------------------------------------------------------------
     def _prompt_ids(self, req: dict) -> list[int]:

@@ -74,14 +74,24 @@ def is_stale(s: ReplicaStats, now: float, max_age_s: float = MAX_STATS_AGE_S) ->
     return s.age(now) > max_age_s
 
 
+def rank_by_freeness(stats: Sequence[ReplicaStats], now: float, rng: random.Random,
+                     priority: int = 0, max_age_s: float = MAX_STATS_AGE_S) -> list[str]:
+    """Replica ids, most free first (ties: fewer running, then id). With stale stats the
+    power-of-two choice comes first and the rest follow in freeness order."""
+    pool = _accepting(stats)
+    order = sorted(pool, key=lambda s: (-freeness_for(s, priority), s.running, s.replica_id))
+    ids = [s.replica_id for s in order]
+    if any(is_stale(s, now, max_age_s) for s in pool):
+        first = power_of_two(pool, rng)
+        ids.remove(first)
+        ids.insert(0, first)
+    return ids
+
+
 def freeness(stats: Sequence[ReplicaStats], now: float, rng: random.Random, priority: int = 0,
              max_age_s: float = MAX_STATS_AGE_S) -> str:
     """The freest replica; power_of_two when any replica's stats are stale."""
-    pool = _accepting(stats)
-    if any(is_stale(s, now, max_age_s) for s in pool):
-        return power_of_two(pool, rng)
-    best = min(pool, key=lambda s: (-freeness_for(s, priority), s.running, s.replica_id))
-    return best.replica_id
+    return rank_by_freeness(stats, now, rng, priority, max_age_s)[0]
 
 
 def dispatch(policy: str, stats: Sequence[ReplicaStats], now: float, rng: random.Random,

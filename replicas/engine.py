@@ -64,6 +64,8 @@ class EngineHost:
         # Extensions (e.g. migration) report their own counters here.
         self.migration_state: dict[str, Any] = {"in": 0, "out": 0, "bytes": 0, "stage": ""}
         self.draining = False
+        # KV blocks kept free for high-priority requests (set from the migration config).
+        self.headroom_blocks = 0
 
     # ---- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -159,7 +161,7 @@ class EngineHost:
             loads.append(RequestLoad(
                 request_id=rid, num_tokens=tokens, num_blocks=math.ceil(tokens / self.block_size),
                 priority=st.priority, generated=st.generated,
-                migrating=bool(st.extra.get("migrating")),
+                migrating=bool(st.extra.get("migrating")), waiting=st.generated == 0,
             ))
         return tuple(loads)
 
@@ -181,6 +183,7 @@ class EngineHost:
             waiting_blocks_needed=sum(r.num_blocks for r in waiting),
             requests=loads, migrations_in=ms["in"], migrations_out=ms["out"],
             migration_bytes=ms["bytes"], migration_stage=ms["stage"], draining=self.draining,
+            headroom_blocks=self.headroom_blocks,
             timestamp=time.time(),
         )
 
