@@ -1,0 +1,173 @@
+"""Cache lookup latency: in-memory HNSW + Redis document fetch vs a brute-force scan.
+
+    python -m bench.cache [--quick] [--json PATH]
+
+Per entry count (10k, 100k, 1M; --quick stops at 100k) one index of synthetic
+clustered unit vectors (one tenant-category, the worst case) is searched with
+near-duplicate queries; each lookup = search + fetching the hit's document from
+the real Redis (pipelined HGET + score bump, the live code path). Redis holds
+2,000 documents; a hash lookup costs the same at any key count. Baselines in the
+same run: a numpy brute-force scan (+ the same fetch); a vector search inside
+Redis needs RediSearch / Redis 8 vector sets, which the running Redis lacks: reported
+as not available. "incl. embed" adds embedding the query text (all-MiniLM-L6-v2,
+1 thread) in the same timed loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+import uuid
+
+import numpy as np
+
+from cache.embedder import DIM, shared_embedder
+from cache.index import EntryMeta, VectorIndex
+from cache.redis_store import RedisStore
+
+REDIS = "redis://127.0.0.1:6379/0"
+DOCS = 2000
+
+
+def clustered(n: int, seed: int = 0, clusters: int = 2000) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((clusters, DIM)).astype(np.float32)
+    x = centers[rng.integers(0, clusters, n)] + 0.6 * rng.standard_normal((n, DIM)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def meta(i: int) -> EntryMeta:
+    return EntryMeta(i, "bench", "chat", "auto", "m", f"x{i}", "ctx", "", time.time(), time.time() + 3600)
+
+
+def pct(xs: list[float]) -> tuple[float, float]:
+    return float(np.percentile(xs, 50)), float(np.percentile(xs, 99))
+
+
+async def redis_vector_search_available(store: RedisStore) -> bool:
+    try:
+        mods = await store._r.execute_command("MODULE", "LIST")
+    except Exception:
+        return False
+    return any(b"search" in str(m).encode().lower() for m in mods)
+
+
+def gateway_hit_path(quick: bool) -> dict:
+    """Hit latency through the gateway (filled in by the gateway owner); {} until then."""
+    return {}
+
+
+async def measure(n: int, store: RedisStore, queries: int, texts: list[str], emb) -> dict:
+    t0 = time.perf_counter()
+    x = clustered(n)
+    index = VectorIndex(m=16, ef_construction=100, ef_search=64, capacity=n)
+    index.add_many(x, [meta(i) for i in range(n)])
+    build_s = time.perf_counter() - t0
+    rng = np.random.default_rng(1)
+    picks = rng.integers(0, n, queries)
+    q = x[picks] + 0.05 * rng.standard_normal((queries, DIM)).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+
+    async def fetch(i: int) -> None:
+        assert await store.fetch(meta(i % DOCS + 1), False) is not None
+
+    hnsw, brute, search, scan, agree = [], [], [], [], 0
+    for j in range(queries):
+        t = time.perf_counter()
+        (m, _), *_ = index.search(q[j], 8)
+        search.append((time.perf_counter() - t) * 1e3)
+        await fetch(m.id)
+        hnsw.append((time.perf_counter() - t) * 1e3)
+        t = time.perf_counter()
+        best = int(np.argmax(x @ q[j]))
+        scan.append((time.perf_counter() - t) * 1e3)
+        await fetch(best)
+        brute.append((time.perf_counter() - t) * 1e3)
+        agree += int(m.id == best)
+    incl = []
+    for j in range(min(queries, 100)):
+        t = time.perf_counter()
+        v = emb.embed_one(texts[j % len(texts)])
+        (m, _), *_ = index.search(v, 8)
+        await fetch(m.id)
+        incl.append((time.perf_counter() - t) * 1e3)
+    h50, h99 = pct(hnsw)
+    b50, b99 = pct(brute)
+    i50, i99 = pct(incl)
+    del index, x
+    return {"entries": n, "build_s": round(build_s, 1), "hnsw_p50_ms": round(h50, 3), "hnsw_p99_ms": round(h99, 3),
+            "brute_p50_ms": round(b50, 3), "brute_p99_ms": round(b99, 3),
+            "hnsw_incl_embed_p50_ms": round(i50, 3), "hnsw_incl_embed_p99_ms": round(i99, 3),
+            "hnsw_search_only_p50_ms": round(pct(search)[0], 3), "hnsw_search_only_p99_ms": round(pct(search)[1], 3),
+            "brute_scan_only_p50_ms": round(pct(scan)[0], 3),
+            "recall_at_1_vs_brute": round(agree / queries, 3), "redis_vector_search": "not available"}
+
+
+async def run(quick: bool) -> dict:
+    sizes = [10_000, 100_000] if quick else [10_000, 100_000, 1_000_000]
+    prefix = f"turnout-bench:{uuid.uuid4().hex[:8]}"
+    store = RedisStore(REDIS, prefix, timeout_s=2.0)
+    emb = shared_embedder()
+    texts = [f"How do I do task number {i} in Python?" for i in range(100)]
+    emb.embed_one("warm up")
+    embed_ms = []
+    for t in texts:
+        s = time.perf_counter()
+        emb.embed_one(t)
+        embed_ms.append((time.perf_counter() - s) * 1e3)
+    vec = np.ones(DIM, dtype=np.float32) / np.sqrt(DIM)
+    resp = {"object": "chat.completion", "model": "m", "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": "x" * 400}, "finish_reason": "stop"}]}
+    for i in range(1, DOCS + 1):
+        await store.insert(meta(i), vec, resp, quota=10 * DOCS, lfu=False)
+    searchable = await redis_vector_search_available(store)
+    out = {"embed_p50_ms": round(pct(embed_ms)[0], 3), "embed_p99_ms": round(pct(embed_ms)[1], 3),
+           "redis_vector_search_available": searchable, "entries": {}}
+    try:
+        for n in sizes:
+            print(f"[bench.cache] {n} entries: building the index ...", file=sys.stderr)
+            out["entries"][str(n)] = await measure(n, store, 300 if n < 1_000_000 else 200, texts, emb)
+    finally:
+        keys = [k async for k in store._r.scan_iter(match=f"{prefix}:*", count=1000)]
+        for i in range(0, len(keys), 500):
+            await store._r.delete(*keys[i:i + 500])
+        await store.close()
+    out["gateway_hit_path"] = gateway_hit_path(quick)
+    return out
+
+
+def print_table(res: dict) -> None:
+    print(f"embedding (1 query, 1 thread): p50 {res['embed_p50_ms']:.2f} ms, p99 {res['embed_p99_ms']:.2f} ms")
+    print("vector search inside Redis: " + ("available" if res["redis_vector_search_available"]
+                                             else "not available (Redis without a search module)"))
+    hdr = f"{'entries':>9} {'HNSW+fetch p50/p99 ms':>22} {'brute+fetch p50/p99 ms':>23} {'ratio p50':>9} " \
+          f"{'incl. embed p50/p99':>20} {'search-only p50':>15} {'recall@1':>8} {'build s':>7}"
+    print(hdr)
+    for n, r in res["entries"].items():
+        print(f"{int(n):>9} {r['hnsw_p50_ms']:>10.3f} / {r['hnsw_p99_ms']:<9.3f} {r['brute_p50_ms']:>10.3f} / "
+              f"{r['brute_p99_ms']:<10.3f} {r['brute_p50_ms'] / r['hnsw_p50_ms']:>8.1f}x "
+              f"{r['hnsw_incl_embed_p50_ms']:>8.2f} / {r['hnsw_incl_embed_p99_ms']:<9.2f} "
+              f"{r['hnsw_search_only_p50_ms']:>15.3f} {r['recall_at_1_vs_brute']:>8.3f} {r['build_s']:>7.1f}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.cache")
+    ap.add_argument("--quick", action="store_true", help="stop at 100k entries (< 3 minutes)")
+    ap.add_argument("--json", dest="json_path")
+    args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(1)
+    res = asyncio.run(run(args.quick))
+    print_table(res)
+    if args.json_path:
+        with open(args.json_path, "w") as f:
+            json.dump(res, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
