@@ -65,7 +65,7 @@ class MigrationAgent:
 
     async def _on_peer(self, method: str, args: dict) -> dict:
         if method == "prepare":
-            return await self.inbound.prepare(args["migration_id"], int(args["blocks"]))
+            return await self.inbound.prepare(**args)
         if method == "admit":
             result = self.inbound.admit(AdmitRequest(**args))
             if result["ok"]:
@@ -80,6 +80,7 @@ class MigrationAgent:
 
     def _stage(self, rec: MigrationRecord, stage: Stage) -> None:
         rec.stage = stage
+        rec.timings[str(stage)] = round(time.monotonic() - rec.started, 6)
         self.host.migration_state["stage"] = f"{rec.migration_id}:{stage}"
 
     # ---- source side -----------------------------------------------------------------------
@@ -126,9 +127,12 @@ class MigrationAgent:
         to_go = (sp.max_tokens or 0) - len(view.output_token_ids)
         need = blocks_needed(view.num_tokens, to_go, self.host.block_size)
         timeout = self.spec.call_timeout_s
+        t = engine_view.tracked(self.host, rec.request_id)
         try:
-            r = await peer_call(dest_address, "prepare", {"migration_id": rec.migration_id,
-                                                          "blocks": need}, timeout)
+            r = await peer_call(dest_address, "prepare", {
+                "migration_id": rec.migration_id, "blocks": need,
+                "prompt_token_ids": view.prompt_token_ids, "text_prompt_len": text_prompt_len(t, view),
+                "skip_special_tokens": bool(getattr(sp, "skip_special_tokens", True))}, timeout)
         except PeerError as e:
             return self._rollback_early(rec, f"destination unreachable: {e}")
         if not r.get("ok"):
@@ -192,6 +196,8 @@ class MigrationAgent:
             view = engine_view.request_view(self.host, rec.request_id)
             if view is None:
                 raise ControlError("request finished during pre-copy")
+            if staging.get(H_FINAL) < 0:
+                raise ControlError("the engine gave the migration up (request preempted)")
             staged = staging.get(H_STAGED)
             rec.precopy_stages = staging.get(H_STAGES)
             remaining = blocks_filled(view.num_tokens, self.host.block_size) - staged
@@ -233,7 +239,9 @@ class MigrationAgent:
         rec.stopped_at = time.monotonic()
         path, staged = None, 0
         if staging is not None:
-            if await self._wait_final(staging):
+            final = await self._wait_final(staging)
+            rec.timings["final_copied"] = round(time.monotonic() - rec.started, 6)
+            if final:
                 path, staged = str(staging.path), staging.get(H_STAGED)
                 rec.bytes = staging.get(H_BYTES)
                 rec.precopy_stages = staging.get(H_STAGES)
@@ -242,15 +250,16 @@ class MigrationAgent:
                 staging.unlink()  # the KV did not make it: recompute instead
         admit = AdmitRequest(
             migration_id=rec.migration_id, request_id=f"{rec.request_id}~{rec.migration_id[:8]}",
-            prompt_token_ids=view.prompt_token_ids + view.output_token_ids,
+            prompt_token_ids=view.prompt_token_ids, delivered_token_ids=view.output_token_ids,
             sampling=sampling_to_dict(sp, rec.delivered), staging_path=path, staged_blocks=staged,
             priority=int(getattr(t, "priority", 0) or 0),
-            # The original prompt's length: the continuation's text replays its stream.
-            extra={"prompt_len": int((t.extra if t else {}).get("prompt_len", len(view.prompt_token_ids)))})
+            text_prompt_len=text_prompt_len(t, view))
         rec.new_request_id = admit.request_id
         self._stage(rec, Stage.ADMIT)
         try:
-            r = await peer_call(dest_address, "admit", admit.__dict__, self.spec.call_timeout_s)
+            # The destination has the prompt since prepare: send only what is new.
+            r = await peer_call(dest_address, "admit", {**admit.__dict__, "prompt_token_ids": []},
+                                self.spec.call_timeout_s)
             ok, reason = bool(r.get("ok")), str(r.get("reason", ""))
         except PeerError as e:
             ok, reason = False, str(e)
@@ -304,3 +313,9 @@ class MigrationAgent:
         if self._server is not None:
             self._server.close()
             self._server = None
+
+
+def text_prompt_len(tracked: Any, view: Any) -> int:
+    """The client's original prompt length (a request migrated before carries it)."""
+    extra = getattr(tracked, "extra", None) or {}
+    return int(extra.get("text_prompt_len", len(view.prompt_token_ids)))

@@ -31,6 +31,8 @@ class Lease:
     migration_id: str
     blocks: int
     deadline: float
+    prompt_token_ids: list[int] = field(default_factory=list)
+    text: ContinuationText | None = None  # primed with the prompt, before the stop
 
 
 @dataclass
@@ -55,12 +57,16 @@ class Inbound:
     def reserved_blocks(self) -> int:
         return sum(lease.blocks for lease in self.leases.values())
 
-    async def prepare(self, migration_id: str, blocks: int) -> dict:
+    async def prepare(self, migration_id: str, blocks: int, prompt_token_ids: list[int] | None = None,
+                      text_prompt_len: int = -1, skip_special_tokens: bool = True) -> dict:
         info = await engine_view.engine_info(self.host, self.spec.call_timeout_s)
         room = info["free_blocks"] - self.reserved_blocks() - self.spec.dest_margin_blocks
         if room < blocks:
             return {"ok": False, "reason": f"no_memory: {blocks} blocks needed, {room} free"}
-        self.leases[migration_id] = Lease(migration_id, blocks, time.monotonic() + self.spec.lease_s)
+        prompt = list(prompt_token_ids or [])
+        text = _primed_text(self.host, prompt, text_prompt_len, skip_special_tokens) if prompt else None
+        self.leases[migration_id] = Lease(migration_id, blocks, time.monotonic() + self.spec.lease_s,
+                                          prompt, text)
         if self._reaper is None or self._reaper.done():
             self._reaper = asyncio.create_task(self._reap())
         return {"ok": True, "free_blocks": info["free_blocks"]}
@@ -81,24 +87,32 @@ class Inbound:
 
     # ---- admit: start the request here ---------------------------------------------------
     def admit(self, req: AdmitRequest, need_lease: bool = True) -> dict:
-        if need_lease and self.leases.pop(req.migration_id, None) is None:
+        lease = self.leases.pop(req.migration_id, None)
+        if need_lease and lease is None:
             return {"ok": False, "reason": "no_lease"}
+        prompt = req.prompt_token_ids or (lease.prompt_token_ids if lease else [])
+        if not prompt:
+            return {"ok": False, "reason": "no prompt"}
+        sp = sampling_from_dict(req.sampling)
+        text = lease.text if lease is not None and lease.text is not None else \
+            _primed_text(self.host, prompt, req.text_prompt_len, sp.skip_special_tokens)
+        text.text(req.delivered_token_ids)  # already streamed by the source
         cont = Continuation(req.request_id)
         self.continuations[req.request_id] = cont
-        cont.task = asyncio.create_task(self._run(req, cont))
+        cont.task = asyncio.create_task(self._run(req, prompt + req.delivered_token_ids, sp, text, cont))
         return {"ok": True, "request_id": req.request_id}
 
-    async def _run(self, req: AdmitRequest, cont: Continuation) -> None:
-        sp = sampling_from_dict(req.sampling)
+    async def _run(self, req: AdmitRequest, prompt: list[int], sp: Any, text: ContinuationText,
+                   cont: Continuation) -> None:
         params = kv_params(req.staging_path, req.staged_blocks) if req.staging_path else None
         attach_by = time.monotonic() + self.spec.attach_timeout_s
-        plen = int(req.extra.get("prompt_len", len(req.prompt_token_ids)))
-        text = ContinuationText(self.host.tokenizer, req.prompt_token_ids[:plen],
-                                req.prompt_token_ids[plen:], sp.skip_special_tokens)
+        plen = req.text_prompt_len if req.text_prompt_len >= 0 else len(req.prompt_token_ids)
+        if not sp.stop:
+            sp.detokenize = False  # our replayed stream makes the text; vLLM's would re-prime on 8k tokens
         try:
-            gen = self.host.generate(req.request_id, req.prompt_token_ids, sp,
+            gen = self.host.generate(req.request_id, prompt, sp,
                                      kv_transfer_params=params, priority=req.priority,
-                                     tracked={"sampling": sp, "migrated_in": True, "prompt_len": plen})
+                                     tracked={"sampling": sp, "migrated_in": True, "text_prompt_len": plen})
             async for chunk in gen:
                 chunk.text = text.text(chunk.token_ids)
                 if req.staging_path:
@@ -153,3 +167,8 @@ def _drop_orphan_staging(migration_id: str) -> None:
     st.close()
     if final != 1:
         unlink_staging(path)
+
+
+def _primed_text(host: Any, prompt: list[int], text_prompt_len: int, skip_special: bool) -> ContinuationText:
+    plen = text_prompt_len if 0 <= text_prompt_len <= len(prompt) else len(prompt)
+    return ContinuationText(host.tokenizer, prompt[:plen], prompt[plen:], skip_special)

@@ -151,6 +151,13 @@ class SchedulerSide:
                 del self._out[rid]
                 continue
             full = req.num_computed_tokens // self.block_size
+            if full < job.staged:
+                # Preempted: its blocks were freed while a copy may still read them.
+                # Give up this migration (the request recomputes here, as vLLM does).
+                del self._out[rid]
+                self._meta.closes.append(job.path)
+                _mark(job.path, H_FINAL, -1)
+                continue
             end = min(full, job.staged + self.max_blocks_per_step)
             if end <= job.staged:
                 continue

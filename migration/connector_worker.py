@@ -1,9 +1,18 @@
 """Worker half of the migration connector: moves KV blocks between vLLM's paged KV
-tensors and staging areas (runs where the KV tensors live)."""
+tensors and staging areas (runs where the KV tensors live).
+
+Saves run on a copy thread, off the engine's step: the blocks they read are full and
+immutable while the request lives, and at stop-and-copy vLLM keeps them alive until we
+report the request in `finished_sending` (after its copy finished). Torch copies drop
+the GIL, so the forward pass and the copy overlap. Loads run in the step, before the
+forward that needs them (the destination's synchronous load).
+"""
 
 from __future__ import annotations
 
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
@@ -29,8 +38,10 @@ class WorkerSide:
         self.layers: list[torch.Tensor] = []
         self.block_dim = 0
         self.block_bytes = 0
-        self._open: dict[str, ShmStaging] = {}
+        self._open: dict[str, ShmStaging] = {}  # touched by the copy thread only
         self._finished_sending: set[str] = set()
+        self._lock = threading.Lock()
+        self._copier = ThreadPoolExecutor(1, thread_name_prefix="turnout-kv-copy")
         self._load_errors: set[int] = set()
 
     def register(self, kv_caches: dict[str, torch.Tensor]) -> None:
@@ -42,6 +53,16 @@ class WorkerSide:
         self.block_bytes = t.numel() // t.shape[self.block_dim] * t.element_size()
 
     # ---- block copies ------------------------------------------------------------------
+    def _copy_out(self, st: ShmStaging, li: int, first: int, ids: torch.Tensor) -> None:
+        t = self.layers[li]
+        dst = torch.from_numpy(st.data[li, first:first + len(ids)])
+        if self.block_dim == 0 and t.is_contiguous():
+            # One copy: gather straight into the shared-memory view.
+            torch.index_select(t, 0, ids, out=dst.view(t.dtype).view(len(ids), *t.shape[1:]))
+        else:
+            dst.copy_(self._gather(t, ids))
+        del dst
+
     def _gather(self, t: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         blocks = t.index_select(self.block_dim, ids).movedim(self.block_dim, 0).contiguous()
         return blocks.view(torch.uint8).reshape(len(ids), -1)
@@ -73,8 +94,10 @@ class WorkerSide:
             st = self._staging(job.path)
             if job.block_ids:
                 ids = torch.tensor(job.block_ids, dtype=torch.long)
-                for li, t in enumerate(self.layers):
-                    st.write(li, job.first, self._gather(t, ids).numpy())
+                if job.first + len(ids) > st.capacity:
+                    raise ValueError(f"staging overflow: {job.first + len(ids)} > {st.capacity}")
+                for li in range(len(self.layers)):
+                    self._copy_out(st, li, job.first, ids)
                 st.add(H_BYTES, len(job.block_ids) * self.block_bytes * len(self.layers))
                 st.set(H_STAGED, job.first + len(job.block_ids))
                 if not job.final:
@@ -90,7 +113,8 @@ class WorkerSide:
             if job.final:
                 # Always hand the blocks back to vLLM, success or not.
                 self._close(job.path)
-                self._finished_sending.add(job.req_id)
+                with self._lock:
+                    self._finished_sending.add(job.req_id)
 
     def load(self, job: LoadJob) -> None:
         try:
@@ -119,12 +143,13 @@ class WorkerSide:
 
     def wait_for_save(self, meta: MigrationMeta) -> None:
         for path in meta.closes:
-            self._close(path)
+            self._copier.submit(self._close, path)
         for job in meta.saves:
-            self.save(job)
+            self._copier.submit(self.save, job)
 
     def take_finished_sending(self) -> set[str] | None:
-        done, self._finished_sending = self._finished_sending, set()
+        with self._lock:
+            done, self._finished_sending = self._finished_sending, set()
         return done or None
 
     def take_load_errors(self) -> set[int]:
@@ -132,6 +157,7 @@ class WorkerSide:
         return errs
 
     def shutdown(self) -> None:
+        self._copier.shutdown(wait=True)
         for path in list(self._open):
             self._close(path)
 

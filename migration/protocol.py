@@ -58,10 +58,13 @@ class MigrationRecord:
     reason: str = ""
     new_request_id: str = ""
     target_replica_id: str = ""  # where the request went on (D, or S after a rollback)
+    # Seconds since `started` at which each stage was entered.
+    timings: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
         d["stage"] = str(self.stage)
+        d["timings"] = dict(self.timings)
         return d
 
 
@@ -85,12 +88,17 @@ class AdmitRequest:
 
     migration_id: str
     request_id: str  # the request id at the destination
-    prompt_token_ids: list[int]  # original prompt + tokens already delivered
+    # The source engine's prompt. Sent with `prepare` (before the stop, off the
+    # critical path) and left empty here when the destination holds it already.
+    prompt_token_ids: list[int]
+    delivered_token_ids: list[int]  # generated at the source, already streamed
     sampling: dict[str, Any]  # see sampling_to_dict
     staging_path: str | None = None  # None: recompute migration
     staged_blocks: int = 0
     priority: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+    # Length of the client's original prompt (earlier hops' tokens follow it in
+    # prompt_token_ids): the continuation's text replays the stream from there.
+    text_prompt_len: int = -1
 
 
 def migration_params(kv_transfer_params: dict | None) -> dict | None:

@@ -225,7 +225,7 @@ async def test_lost_staging_falls_back_to_recompute(agents, baseline, reference)
 
     ref = reference[2]
     head = ref.token_ids[:50]
-    admit = AdmitRequest("lost", "lost~1", prompt(2) + head, sampling_to_dict(params(), 50),
+    admit = AdmitRequest("lost", "lost~1", prompt(2), head, sampling_to_dict(params(), 50),
                          staging_path=str(ShmStaging.path_for("never-written")), staged_blocks=4)
     dst = agents["r1"]
     assert dst.inbound.admit(admit, need_lease=False)["ok"]

@@ -1,0 +1,171 @@
+"""Live KV migration vs recompute migration: downtime, total time, decode slowdown.
+
+Two engines of the tiny model in this process (migration.harness plays replica and
+gateway). For each sequence length a greedy request with that many prompt tokens
+decodes on r0 and is migrated to r1 after a few tokens:
+- downtime: the longest gap with no token for the migrated request (client side);
+- total: from migrate_out() to the request running on the destination;
+for KV migration (this package) and recompute migration (re-prefill at r1), same run.
+Decode slowdown: mean inter-token time of other requests decoding on the source during
+KV migrations of the longest request, against the same requests with no migration.
+
+    python -m bench.migration [--quick] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import statistics
+import time
+
+from bench.common import parser, progress, table, write_json
+
+LENGTHS = (256, 1024, 4096, 8192)
+DECODE = 48  # tokens each migrated request generates
+MIGRATE_AT = 12  # migrate after this many tokens
+
+
+def sampling(max_tokens: int):
+    from vllm import SamplingParams
+
+    return SamplingParams(temperature=0.0, max_tokens=max_tokens, ignore_eos=True)
+
+
+def prompt(n: int, seed: int) -> list[int]:
+    rnd = random.Random(seed)
+    return [rnd.randrange(3, 400) for _ in range(n)]
+
+
+async def until(run, n_tokens: int) -> None:
+    while len(run.token_ids) < n_tokens:
+        await asyncio.sleep(0.001)
+
+
+async def one(agents, length: int, mode: str, seed: int) -> dict:
+    from migration.harness import ClientRun, client
+
+    run = ClientRun()
+    rid = f"b{length}-{mode}-{seed}"
+    task = asyncio.create_task(client(agents, "r0", rid, prompt(length, seed), sampling(DECODE), run))
+    await until(run, MIGRATE_AT)
+    t0 = time.perf_counter()
+    rec = await agents["r0"].migrate_out(rid, "r1", agents["r1"].address(), mode)
+    await task
+    if rec["stage"] != "done" or run.replicas != ["r0", "r1"]:
+        raise RuntimeError(f"migration did not complete: {rec}")
+    # Downtime: the longest token gap from the stop on (pre-copy runs while tokens flow).
+    first = max(rec["delivered"] - 1, 0)
+    downtime = run.longest_gap(first)
+    # Total: migrate_out() call until the first token from the destination.
+    resumed = run.times[rec["delivered"]] if len(run.times) > rec["delivered"] else run.times[-1]
+    return {"downtime_ms": downtime * 1e3, "total_ms": (resumed - t0) * 1e3,
+            "bytes": rec["bytes"], "stages": rec["precopy_stages"]}
+
+
+async def slowdown(agents, length: int, repeats: int) -> float:
+    """Other requests' mean inter-token time on r0: during KV migrations vs without."""
+    from migration.harness import ClientRun, client
+
+    async def others(tag: str, n: int = 3) -> tuple[list[ClientRun], list[asyncio.Task]]:
+        runs = [ClientRun() for _ in range(n)]
+        tasks = [asyncio.create_task(client(agents, "r0", f"o{tag}{i}", prompt(64, 100 + i),
+                                            sampling(4000), runs[i])) for i in range(n)]
+        while min(len(r.token_ids) for r in runs) < 8:
+            await asyncio.sleep(0.005)
+        return runs, tasks
+
+    def gaps(runs: list, start: float, end: float) -> list[float]:
+        out = []
+        for r in runs:
+            ts = [t for t in r.times if start <= t <= end]
+            out += [b - a for a, b in zip(ts, ts[1:], strict=False) if b > a]
+        return out
+
+    during, quiet = [], []
+    for k in range(repeats):
+        runs, tasks = await others(str(k))
+        # Quiet window: the same load (a long request decoding, no migration).
+        mover = ClientRun()
+        rid = f"s{k}"
+        mt = asyncio.create_task(client(agents, "r0", rid, prompt(length, 7 + k), sampling(400), mover))
+        await until(mover, 4)
+        t0 = time.perf_counter()
+        await asyncio.sleep(1.0)
+        quiet += gaps(runs, t0, time.perf_counter())
+        t1 = time.perf_counter()
+        rec = await agents["r0"].migrate_out(rid, "r1", agents["r1"].address(), "kv")
+        t2 = time.perf_counter()
+        during += gaps(runs, t1, t2)
+        ts = rec["timings"]
+        progress(f"phases ms: {ts}; precopy gaps {[round(g * 1e3, 1) for g in gaps(runs, t1, t1 + ts['stop'])]}"
+                 f" after-stop gaps {[round(g * 1e3, 1) for g in gaps(runs, t1 + ts['stop'], t2)]}")
+        assert rec["stage"] == "done", rec
+        await mt
+        for i, t in enumerate(tasks):
+            await agents["r0"].host.abort(f"o{k}{i}")
+            await t
+    progress(f"other requests' inter-token ms: quiet {statistics.mean(quiet) * 1e3:.2f} (n={len(quiet)}), "
+             f"during migration {statistics.mean(during) * 1e3:.2f} (n={len(during)}); "
+             f"during gaps {[round(g * 1e3, 1) for g in during]}")
+    return statistics.mean(during) / statistics.mean(quiet) - 1.0
+
+
+async def main_async(quick: bool) -> dict:
+    from migration.agent import MigrationAgent
+    from migration.harness import start_hosts
+
+    lengths = LENGTHS
+    repeats = 1 if quick else 3
+    progress("starting two engines (~40 s each)")
+    hosts = await start_hosts(2, max_model_len=max(lengths) + DECODE + 64)
+    agents = {h.replica_id: MigrationAgent(h, h.replica_id, {}) for h in hosts}
+    results: dict = {"kv": {}, "recompute": {}}
+    try:
+        await one(agents, 256, "kv", 0)  # warm-up
+        for length in lengths:
+            for mode in ("kv", "recompute"):
+                runs = []
+                for seed in range(repeats):
+                    runs.append(await one(agents, length, mode, seed + 1))
+                results[mode][str(length)] = {
+                    k: statistics.median(r[k] for r in runs) for k in ("downtime_ms", "total_ms")}
+                progress(f"{mode:9s} {length:5d} tokens: {results[mode][str(length)]}")
+        results["decode_slowdown"] = await slowdown(agents, 4096, 1 if quick else 3)
+        progress(f"decode slowdown {results['decode_slowdown']:.3f}")
+    finally:
+        for a in agents.values():
+            await a.close()
+        for h in hosts:
+            h.shutdown()
+    return results
+
+
+def report(res: dict) -> str:
+    rows = []
+    for length in LENGTHS:
+        kv, rc = res["kv"].get(str(length)), res["recompute"].get(str(length))
+        if kv and rc:
+            rows.append([length, kv["downtime_ms"], rc["downtime_ms"], rc["downtime_ms"] / kv["downtime_ms"],
+                         kv["total_ms"], rc["total_ms"]])
+    t = table(["tokens", "KV downtime ms", "recompute downtime ms", "ratio", "KV total ms",
+               "recompute total ms"], rows)
+    kv = res["kv"]
+    flat = kv[str(LENGTHS[-1])]["downtime_ms"] / kv[str(LENGTHS[0])]["downtime_ms"]
+    return (f"{t}\n\nKV downtime {LENGTHS[-1]} vs {LENGTHS[0]} tokens: {flat:.2f}x (target <= 2x)\n"
+            f"decode slowdown of other requests on the source: {res['decode_slowdown'] * 100:.1f}% "
+            f"(target < 5%)")
+
+
+def main() -> int:
+    args = parser(__doc__.splitlines()[0]).parse_args()
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    res = asyncio.run(main_async(args.quick))
+    print(report(res))
+    write_json(args.json, res)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
