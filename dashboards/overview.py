@@ -80,7 +80,35 @@ def model_view(spec: dict, stats: list[dict], now: float) -> dict:
             "totals": totals, "replicas": replicas}
 
 
-def migrations_view(migrations: list[dict]) -> dict:
+# Migration stages as the migration package names them -> the API's `state`.
+STAGE_STATE = {"done": "completed", "rolled_back": "aborted", "aborted": "aborted", "failed": "aborted"}
+
+
+def from_rescheduler(status: dict) -> list[dict]:
+    """The rescheduler's status() ({"in_flight": [Migration], "recent": [event]}) -> Migration dicts."""
+    out = []
+    for m in status.get("in_flight", []):
+        out.append({"migration_id": m.get("migration_id", m["request_id"]), "request_id": m["request_id"],
+                    "model": m.get("model", ""), "source": m.get("source", ""),
+                    "destination": m.get("destination", ""), "reason": m.get("reason", ""),
+                    "state": m.get("state", "running"), "started_at": m.get("started_at", m.get("at", 0.0)),
+                    "finished_at": None, "bytes": m.get("bytes", 0), "downtime_ms": None, "cause": None})
+    for e in status.get("recent", []):
+        state = STAGE_STATE.get(str(e.get("stage")), str(e.get("stage")))
+        started = float(e.get("at", 0.0))
+        out.append({"migration_id": e.get("migration_id", f"{e['request_id']}@{started}"),
+                    "request_id": e["request_id"], "model": e.get("model", ""),
+                    "source": e.get("source", ""), "destination": e.get("destination", ""),
+                    "reason": e.get("reason", ""), "state": state if state in FINISHED else "aborted",
+                    "started_at": started, "finished_at": started + float(e.get("duration_s", 0.0)),
+                    "bytes": e.get("bytes", 0), "downtime_ms": e.get("downtime_ms"),
+                    "cause": (e.get("detail") or str(e.get("stage"))) if state != "completed" else None})
+    return out
+
+
+def migrations_view(migrations: list[dict] | dict) -> dict:
+    if isinstance(migrations, dict):
+        migrations = from_rescheduler(migrations)
     in_flight = sorted((m for m in migrations if m.get("state") not in FINISHED),
                        key=lambda m: m.get("started_at", 0.0))
     done = sorted((m for m in migrations if m.get("state") in FINISHED),
@@ -116,6 +144,13 @@ def cache_view(report: dict, thresholds: dict[str, float] | None = None) -> dict
 
 
 def router_view(tally: dict) -> dict:
+    """RouterTally.to_dict(), or the gateway steering's stats() ({"decisions": {model: n},
+    "predicted_cost", "best_cost"}: predicted cost stands in for the realised one)."""
+    if isinstance(tally.get("decisions"), dict):
+        tally = {"decisions": [{"model": m, "category": "", "count": n} for m, n in tally["decisions"].items()],
+                 "predicted_cost_usd": tally.get("predicted_cost", 0.0),
+                 "realised_cost_usd": tally.get("predicted_cost", 0.0),
+                 "baseline_cost_usd": tally.get("best_cost", 0.0)}
     decisions = sorted(tally.get("decisions", []), key=lambda d: (-d["count"], d["model"], d["category"]))
     by_model: Counter = Counter()
     for d in decisions:
@@ -129,12 +164,13 @@ def router_view(tally: dict) -> dict:
             "saved_ratio": round(saved / baseline, 4) if baseline > 0 else 0.0}
 
 
-def build_overview(models: list[dict], replica_stats: dict[str, list[dict]], migrations: list[dict],
+def build_overview(models: list[dict], replica_stats: dict[str, list[dict]], migrations: list[dict] | dict,
                    cache_report: dict, router_tally: dict, cache_thresholds: dict[str, float] | None = None,
                    now: float | None = None) -> dict:
     """models: [{"name", "price_input_per_m", "price_output_per_m"}] in config order;
-    replica_stats: model -> [ReplicaStats.to_dict()]; migrations: Migration dicts (API.md);
-    cache_report: CacheStats.report(); router_tally: RouterTally.to_dict()."""
+    replica_stats: model -> [ReplicaStats.to_dict()]; migrations: Migration dicts (API.md) or
+    the rescheduler's status(); cache_report: CacheStats.report() / SemanticCache.stats();
+    router_tally: RouterTally.to_dict() or the steering's stats()."""
     now = time.time() if now is None else now
     return {"generated_at": now,
             "models": [model_view(m, replica_stats.get(m["name"], []), now) for m in models],

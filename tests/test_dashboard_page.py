@@ -182,6 +182,11 @@ def test_dashboard_renders_fleet_and_drives_admin_actions(browser: Browser) -> N
         time.sleep(2.5)  # armed across a re-render
         browser.click(inv)
         assert wait_call(fleet, "/admin/v1/cache/invalidate")[2] == {"category": "math"}
+        fleet.calls.clear()
+        browser.type("#inv-tenant", "acme")
+        browser.type("#inv-entry", "0")
+        browser.click("#invalidate-form button")
+        assert wait_call(fleet, "/admin/v1/cache/invalidate")[2] == {"tenant": "acme", "entry_id": 0}
 
         # The charts plot a history: wait for a few polls, then every chart has lines.
         browser.wait_for("document.querySelectorAll('#chart-running path').length === 2", timeout=15)

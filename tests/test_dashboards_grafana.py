@@ -86,3 +86,10 @@ def test_panels_have_unique_ids_and_fit_the_grid() -> None:
         panels = json.loads(path.read_text())["panels"]
         assert len({p["id"] for p in panels}) == len(panels)
         assert all(p["gridPos"]["x"] + p["gridPos"]["w"] <= 24 for p in panels)
+
+
+def test_readme_metrics_table_matches_the_code() -> None:
+    from deploy.metrics_catalog import reference_table
+
+    readme = (GRAFANA.parent / "README.md").read_text()
+    assert reference_table() in readme, "dashboards/README.md: rerun python -m deploy.metrics_catalog"

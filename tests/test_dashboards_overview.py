@@ -73,3 +73,22 @@ def test_router_tally_gives_money_saved() -> None:
     assert r["by_model"] == {"cheap": 2, "best": 1} and r["total_decisions"] == 3
     assert r["saved_usd"] == pytest.approx(0.006) and r["saved_ratio"] == pytest.approx(0.5)
     assert build_overview(MODELS, {}, [], {}, {})["router"]["saved_ratio"] == 0.0
+
+
+def test_accepts_the_rescheduler_status_and_steering_stats() -> None:
+    status = {"ticks": 3, "auto": True,
+              "in_flight": [{"request_id": "q1", "source": "a", "destination": "b", "reason": "drain"}],
+              "recent": [{"kind": "migration", "model": "m", "request_id": "q0", "source": "a",
+                          "destination": "b", "reason": "balance", "stage": "done", "detail": "",
+                          "bytes": 4096, "duration_s": 0.5, "at": 10.0},
+                         {"kind": "migration", "model": "m", "request_id": "q2", "source": "a",
+                          "destination": "c", "reason": "balance", "stage": "rolled_back",
+                          "detail": "no space", "bytes": 0, "duration_s": 0.1, "at": 20.0}]}
+    steering = {"decisions": {"m": 4}, "routed": 4, "predicted_cost": 0.002, "best_cost": 0.005}
+    ov = build_overview(MODELS, {}, status, {}, steering)
+    live, recent = ov["migrations"]["in_flight"], ov["migrations"]["recent"]
+    assert live[0]["request_id"] == "q1" and live[0]["state"] == "running"
+    assert [(m["request_id"], m["state"], m["cause"]) for m in recent] == [
+        ("q2", "aborted", "no space"), ("q0", "completed", None)]
+    assert recent[1]["finished_at"] == 10.5
+    assert ov["router"]["saved_usd"] == pytest.approx(0.003) and ov["router"]["by_model"] == {"m": 4}

@@ -235,7 +235,7 @@ const migrate = (request_id, destination) =>
   act(`migrate ${request_id}`, () => api("POST", "/migrations", { request_id, destination }));
 
 function invalidate(body) {
-  const clean = Object.fromEntries(Object.entries(body).filter(([, v]) => v));
+  const clean = Object.fromEntries(Object.entries(body).filter(([, v]) => v !== "" && v !== undefined));
   if (!Object.keys(clean).length) { toast("name a tenant, category or entry", true); return; }
   return act("invalidate", () => api("POST", "/cache/invalidate", clean));
 }
@@ -247,7 +247,8 @@ $("migrate-form").addEventListener("submit", e => {
 });
 $("invalidate-form").addEventListener("submit", e => {
   e.preventDefault();
+  const entry = $("inv-entry").value.trim();
   invalidate({ tenant: $("inv-tenant").value.trim(), category: $("inv-category").value.trim(),
-    entry_id: $("inv-entry").value.trim() });
+    entry_id: entry === "" ? "" : Number(entry) });
 });
 if (state.key) signIn(state.key);
