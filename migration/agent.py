@@ -237,17 +237,10 @@ class MigrationAgent:
         self._stage(rec, Stage.STOP)
         await self.host.abort(rec.request_id)
         rec.stopped_at = time.monotonic()
-        path, staged = None, 0
-        if staging is not None:
-            final = await self._wait_final(staging)
-            rec.timings["final_copied"] = round(time.monotonic() - rec.started, 6)
-            if final:
-                path, staged = str(staging.path), staging.get(H_STAGED)
-                rec.bytes = staging.get(H_BYTES)
-                rec.precopy_stages = staging.get(H_STAGES)
-                self._count("bytes", rec.bytes)
-            else:
-                staging.unlink()  # the KV did not make it: recompute instead
+        # Admit right away: the destination's connector waits for the last blocks
+        # (staged_blocks=-1: "read the count once the source marks the area final"),
+        # so the final copy overlaps the admission instead of preceding it.
+        path, staged = (str(staging.path), -1) if staging is not None else (None, 0)
         admit = AdmitRequest(
             migration_id=rec.migration_id, request_id=f"{rec.request_id}~{rec.migration_id[:8]}",
             prompt_token_ids=view.prompt_token_ids, delivered_token_ids=view.output_token_ids,
@@ -263,6 +256,13 @@ class MigrationAgent:
             ok, reason = bool(r.get("ok")), str(r.get("reason", ""))
         except PeerError as e:
             ok, reason = False, str(e)
+        if staging is not None:
+            final = await self._wait_final(staging)
+            rec.timings["final_copied"] = round(time.monotonic() - rec.started, 6)
+            if final:
+                rec.bytes = staging.get(H_BYTES)
+                rec.precopy_stages = staging.get(H_STAGES)
+                self._count("bytes", rec.bytes)
         if ok:
             rec.target_replica_id = rec.dest_replica_id
             self._count("out")

@@ -104,7 +104,8 @@ class Inbound:
 
     async def _run(self, req: AdmitRequest, prompt: list[int], sp: Any, text: ContinuationText,
                    cont: Continuation) -> None:
-        params = kv_params(req.staging_path, req.staged_blocks) if req.staging_path else None
+        params = (kv_params(req.staging_path, req.staged_blocks, time.time() + self.spec.call_timeout_s)
+                  if req.staging_path else None)
         attach_by = time.monotonic() + self.spec.attach_timeout_s
         plen = req.text_prompt_len if req.text_prompt_len >= 0 else len(req.prompt_token_ids)
         if not sp.stop:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,11 +126,17 @@ class SchedulerSide:
     def on_new_request(self, request: Any) -> None:
         self._requests[request.request_id] = request
 
-    def get_num_new_matched_tokens(self, request: Any, num_computed_tokens: int) -> tuple[int, bool]:
+    def get_num_new_matched_tokens(self, request: Any, num_computed_tokens: int) -> tuple[int | None, bool]:
         params = migration_params(request.kv_transfer_params)
         if params is None:
             return 0, False
-        staged = min(int(params["num_blocks"]), _staged_blocks(params["path"]))
+        staged = _staged_blocks(params["path"])
+        if staged is None:
+            if time.time() < float(params.get("wait_until", 0.0)):
+                return None, False  # the source is still copying the last blocks: ask again
+            staged = 0  # it never finished (source dead or slow): recompute
+        if int(params["num_blocks"]) >= 0:
+            staged = min(staged, int(params["num_blocks"]))
         usable = loadable_tokens(staged, request.num_tokens, self.block_size)
         self._local_hit[request.request_id] = num_computed_tokens
         return max(usable - num_computed_tokens, 0), False
@@ -185,14 +192,15 @@ class SchedulerSide:
         self.server.close()
 
 
-def _staged_blocks(path: str) -> int:
-    """Blocks a complete staging area holds; 0 if it is gone or unfinished (the
-    request is then simply recomputed)."""
+def _staged_blocks(path: str) -> int | None:
+    """Blocks a complete staging area holds; 0 if it is gone or failed (the request is
+    then simply recomputed); None while its source is still copying."""
     try:
         st = ShmStaging.open(path)
     except (OSError, ValueError):
         return 0
-    staged = st.get(H_STAGED) if st.get(H_FINAL) == 1 else 0
+    final = st.get(H_FINAL)
+    staged = st.get(H_STAGED) if final == 1 else (None if final == 0 else 0)
     st.close()
     return staged
 

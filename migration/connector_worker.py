@@ -118,7 +118,7 @@ class WorkerSide:
 
     def load(self, job: LoadJob) -> None:
         try:
-            st = ShmStaging.open(job.path)
+            st = ShmStaging.open(job.path, populate=True)
             try:
                 if st.get(H_LAYERS) != len(self.layers) or st.get(H_BLOCK_BYTES) != self.block_bytes:
                     raise ValueError("staging does not match this engine's KV layout")

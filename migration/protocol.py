@@ -10,9 +10,11 @@ A KV migration of request R from source S to destination D goes through:
     STOP      when at most `stop_copy_blocks` full blocks are not staged yet (or after
               `max_precopy_s`), S aborts R at a step boundary; its connector keeps R's
               blocks alive (request_finished -> True) until the rest is staged.
-    ADMIT     D admits prompt + delivered tokens with kv_transfer_params naming the
-              staging area; its connector loads every staged full block, so only the
-              partial last block (at most block_size tokens) is recomputed.
+    ADMIT     right after the stop (overlapping the last copy), D admits prompt +
+              delivered tokens with kv_transfer_params naming the staging area; its
+              connector holds the request back until S marks the area final, then
+              loads every staged full block, so only the partial last block (at most
+              block_size tokens) is recomputed.
     DONE      S's stream ends with a handoff marker; the caller streams the rest from D.
 
 Rollback: PREPARE refused / timed out / D dead -> R never stopped, goes on at S.
@@ -108,8 +110,11 @@ def migration_params(kv_transfer_params: dict | None) -> dict | None:
     return p if isinstance(p, dict) and p.get("path") else None
 
 
-def kv_params(staging_path: str, staged_blocks: int) -> dict:
-    return {PARAMS_KEY: {"path": staging_path, "num_blocks": int(staged_blocks)}}
+def kv_params(staging_path: str, staged_blocks: int, wait_until: float = 0.0) -> dict:
+    """staged_blocks < 0: take what the staging area holds once its source marks it
+    final, waiting (the request is not scheduled) until wall-clock time wait_until."""
+    return {PARAMS_KEY: {"path": staging_path, "num_blocks": int(staged_blocks),
+                         "wait_until": float(wait_until)}}
 
 
 def loadable_tokens(staged_blocks: int, num_tokens: int, block_size: int) -> int:

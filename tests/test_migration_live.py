@@ -232,3 +232,45 @@ async def test_lost_staging_falls_back_to_recompute(agents, baseline, reference)
     tail = [t async for chunk in dst.stream("lost~1") for t in chunk.token_ids]
     assert head + tail == ref.token_ids
     await assert_clean(agents, baseline)
+
+
+async def test_loaded_kv_is_what_decides_the_output(agents, baseline, reference):
+    """Negative control: the same admission with a staging area of zeros instead of
+    the real KV produces other tokens, so the exact-match tests above do check the KV."""
+    from migration.protocol import AdmitRequest, sampling_to_dict
+    from migration.transfer import H_FINAL, H_STAGED
+
+    ref, dst = reference[2], agents["r1"]
+    head = ref.token_ids[:50]
+    info = await engine_view.engine_info(dst.host, 5)
+    blocks = (len(prompt(2)) + 50 - 1) // info["block_size"]
+    st = ShmStaging.create("zeros", engine_view.layout_of(info), blocks)
+    st.set(H_STAGED, blocks)
+    st.set(H_FINAL, 1)
+    st.close()
+    admit = AdmitRequest("zeros", "zeros~1", prompt(2), head, sampling_to_dict(params(), 50),
+                         staging_path=str(st.path), staged_blocks=blocks)
+    assert dst.inbound.admit(admit, need_lease=False)["ok"]
+    tail = [t async for chunk in dst.stream("zeros~1") for t in chunk.token_ids]
+    assert len(tail) == MAX_TOKENS - 50 and head + tail != ref.token_ids
+    await assert_clean(agents, baseline)
+
+
+async def test_seeded_sampling_continues_with_the_seed(agents, baseline):
+    """temperature > 0 with a seed: the continuation at the destination is exactly what
+    the destination samples for prompt + delivered tokens with that seed."""
+    from vllm import SamplingParams
+
+    def seeded(n):
+        return SamplingParams(temperature=1.0, seed=1234, max_tokens=n, ignore_eos=True)
+
+    run = ClientRun()
+    task = asyncio.create_task(client(agents, "r0", "seeded", prompt(4), seeded(MAX_TOKENS), run))
+    rec = await migrate_when(run, 30, agents["r0"], "seeded", agents["r1"])
+    await task
+    assert rec["stage"] == "done"
+    d = rec["delivered"]
+    direct = await client(agents, "r1", "seeded-direct", prompt(4) + run.token_ids[:d],
+                          seeded(MAX_TOKENS - d))
+    assert run.token_ids[d:] == direct.token_ids
+    await assert_clean(agents, baseline)
