@@ -16,10 +16,21 @@ from ray.serve.config import RequestRouterConfig
 
 from deploy.config import TurnoutConfig, load_config, parse_config
 from gateway.app import GatewayIngress, app
+from migration.rescheduler import Rescheduler
 from replicas.config import ModelSpec
 from replicas.deployment import ModelReplica
 
 GATEWAY_NAME = "gateway"
+RESCHEDULER_NAME = "rescheduler"
+# Engine arguments live migration needs: our KV connector, loaded by module path (no
+# patching of vLLM); a KV load that fails is recomputed rather than failing the request.
+MIGRATION_ENGINE_ARGS = {
+    "enable_prefix_caching": False,
+    "kv_transfer_config": {"kv_connector": "MigrationConnector",
+                           "kv_connector_module_path": "migration.connector",
+                           "kv_role": "kv_both", "kv_load_failure_policy": "recompute",
+                           "kv_connector_extra_config": {}},
+}
 FREENESS_ROUTER = "replicas.request_router:FreenessRequestRouter"
 
 
@@ -47,17 +58,30 @@ def model_deployment(spec: ModelSpec, cfg: TurnoutConfig) -> Any:
         options["request_router_config"] = RequestRouterConfig(
             request_router_class=FREENESS_ROUTER, request_routing_stats_period_s=0.1,
             request_routing_stats_timeout_s=1.0)
+    engine_args, extensions, headroom = dict(spec.engine_args), [], 0
+    if cfg.migration.enabled:
+        engine_args = {**MIGRATION_ENGINE_ARGS, **engine_args}
+        extensions = [{"name": "migration", "import_path": "migration.agent:MigrationAgent",
+                       "kwargs": {"spec": cfg.migration.model_dump()}}]
+        headroom = cfg.migration.headroom_blocks
     dep = serve.deployment(ModelReplica).options(**options)
-    return dep.bind(spec.name, spec.source, dict(spec.engine_args), spec.cpu_threads, [],
-                    dict(spec.env))
+    return dep.bind(spec.name, spec.source, engine_args, spec.cpu_threads, extensions,
+                    dict(spec.env), headroom)
 
 
 def build_application(cfg: TurnoutConfig) -> Application:
     handles = {m.name: model_deployment(m, cfg) for m in cfg.models}
+    rescheduler = None
+    if cfg.migration.enabled:
+        rescheduler = serve.deployment(Rescheduler).options(
+            name=RESCHEDULER_NAME, num_replicas=1, ray_actor_options={"num_cpus": 0},
+            max_ongoing_requests=100).bind(cfg.migration.model_dump(), handles, None,
+                                           cfg.migration.rescheduler_auto)
     ingress = serve.deployment(serve.ingress(app)(GatewayIngress)).options(
         name=GATEWAY_NAME, num_replicas=cfg.gateway.num_replicas,
         ray_actor_options={"num_cpus": 0}, max_ongoing_requests=1000)
-    return ingress.bind(cfg.gateway.model_dump(), [m.model_dump() for m in cfg.models], handles)
+    return ingress.bind(cfg.gateway.model_dump(), [m.model_dump() for m in cfg.models], handles,
+                        cfg.cache.model_dump(), cfg.router.model_dump(by_alias=True), rescheduler)
 
 
 def build_app(args: dict[str, Any]) -> Application:

@@ -17,13 +17,19 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from cache.config import CacheSpec
+from cache.responses import sse_chunks
+from gateway.admin import Admin
 from gateway.auth import KeyRing
 from gateway.config import GatewaySpec
 from gateway.errors import APIError, invalid
-from gateway.openai_format import sse
+from gateway.fleet_view import FleetView
+from gateway.openai_format import SSE_DONE, sse
 from gateway.protocol import ChatCompletionRequest, CompletionRequest, parse_request
 from gateway.service import Completions, ModelCaller, Plan
+from gateway.steering import Steer, Steering
 from replicas.config import ModelSpec
+from router.config import RouterSpec
 
 logger = logging.getLogger("turnout.gateway")
 
@@ -70,25 +76,63 @@ async def read_json(request: Request, max_bytes: int) -> Any:
 class GatewayCore:
     """State shared by the routes (one per gateway replica)."""
 
-    def __init__(self, gateway: dict, models: list[dict], handles: dict[str, Any]) -> None:
+    def __init__(self, gateway: dict, models: list[dict], handles: dict[str, Any],
+                 cache: dict | None = None, router: dict | None = None,
+                 rescheduler: Any = None, app_name: str | None = None) -> None:
         self.spec = GatewaySpec.model_validate(gateway)
         self.model_specs = [ModelSpec.model_validate(m) for m in models]
         self.keys = KeyRing(self.spec)
         self.completions = Completions(self.spec, self.model_specs,
                                        ModelCaller(handles, self.spec.request_timeout_s))
         self.handles = handles
+        self.rescheduler = rescheduler
+        self.fleet = FleetView(app_name)
+        self.steering = Steering(CacheSpec.model_validate(cache or {}),
+                                 RouterSpec.model_validate(router or {}), self.model_specs, self.fleet)
         self.started = time.time()
+
+    async def start(self) -> None:
+        self.fleet.start()
 
     async def handle(self, request: Request, cls: type) -> Response:
         who = self.keys.caller(request.headers.get("authorization"))
         body = await read_json(request, self.spec.limits.max_body_bytes)
         req = parse_request(cls, body)
-        plan = self.completions.plan(req, who)
+        self.completions.resolve_model(req.model, who)  # 404 before any work
+        steer = await self.steering.steer(body, req.model, req.router, who) \
+            if self.steering.active else Steer()
+        if steer.hit is not None:
+            return self._cached(steer, req)
+        plan = self.completions.plan(req, who, (steer.model, steer.reason) if steer.model else None)
+        plan.headers.update(steer.headers)
+        plan.headers["x-turnout-cache"] = "miss" if self.steering.cache else "off"
+
+        async def done(response: dict) -> None:
+            await self.steering.after(steer, who, req.model, response)
+
         if not plan.stream:
-            return JSONResponse(await self.completions.complete(plan), headers=plan.headers)
+            response = await self.completions.complete(plan)
+            await done(response)
+            return JSONResponse(response, headers=plan.headers)
         out, items, early = await self.completions.first_item(plan)
-        return StreamingResponse(self._guard(plan, self.completions.stream(plan, out, items, early)),
-                                 media_type="text/event-stream", headers=plan.headers)
+        frames = self.completions.stream(plan, out, items, early, done)
+        return StreamingResponse(self._guard(plan, frames), media_type="text/event-stream",
+                                 headers=plan.headers)
+
+    def _cached(self, steer: Steer, req: Any) -> Response:
+        hit = steer.hit
+        headers = {"x-turnout-cache": f"hit-{hit.tier}", "x-turnout-model": hit.served_model,
+                   "x-turnout-route-reason": f"cache {hit.tier} hit (similarity {hit.similarity:.3f})"}
+        if not req.stream:
+            return JSONResponse(hit.response, headers=headers)
+        usage = bool(req.stream_options and req.stream_options.include_usage)
+        chunks = [sse(c) for c in sse_chunks(hit.response, include_usage=usage)] + [SSE_DONE]
+
+        async def replay() -> AsyncIterator[bytes]:
+            for c in chunks:
+                yield c
+
+        return StreamingResponse(replay(), media_type="text/event-stream", headers=headers)
 
     async def _guard(self, plan: Plan, frames: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         """Once headers are sent, an error can only travel as an SSE error event."""
@@ -105,15 +149,30 @@ class GatewayCore:
 class GatewayIngress:
     """The routes; `deploy/` wraps this class with serve.deployment + serve.ingress(app)."""
 
-    def __init__(self, gateway: dict, models: list[dict], handles: dict[str, Any]) -> None:
-        self.core = GatewayCore(gateway, models, handles)
+    def __init__(self, gateway: dict, models: list[dict], handles: dict[str, Any],
+                 cache: dict | None = None, router: dict | None = None, rescheduler: Any = None) -> None:
+        try:
+            from ray import serve
+
+            app_name = serve.get_replica_context().app_name
+        except Exception:
+            app_name = None
+        self.core = GatewayCore(gateway, models, handles, cache, router, rescheduler, app_name)
+        self.admin = Admin(self.core)
+
+    async def __ensure_started(self) -> None:
+        if not getattr(self, "_started", False):
+            self._started = True
+            await self.core.start()
 
     @app.post("/v1/chat/completions")
     async def chat_completions(self, request: Request) -> Response:
+        await self.__ensure_started()
         return await self.core.handle(request, ChatCompletionRequest)
 
     @app.post("/v1/completions")
     async def completions(self, request: Request) -> Response:
+        await self.__ensure_started()
         return await self.core.handle(request, CompletionRequest)
 
     @app.get("/v1/models")
@@ -130,3 +189,32 @@ class GatewayIngress:
     @app.get("/healthz")
     async def healthz(self) -> dict:
         return {"status": "ok"}
+
+    @app.post("/v1/feedback")
+    async def feedback(self, request: Request) -> dict:
+        return await self.admin.feedback(request)
+
+    @app.get("/admin/v1/overview")
+    async def overview(self, request: Request) -> dict:
+        await self.__ensure_started()
+        return await self.admin.overview(request)
+
+    @app.post("/admin/v1/replicas/{replica_id}/drain")
+    async def drain(self, replica_id: str, request: Request) -> dict:
+        return await self.admin.drain(request, replica_id, True)
+
+    @app.post("/admin/v1/replicas/{replica_id}/undrain")
+    async def undrain(self, replica_id: str, request: Request) -> dict:
+        return await self.admin.drain(request, replica_id, False)
+
+    @app.post("/admin/v1/migrations")
+    async def migrate(self, request: Request) -> dict:
+        return await self.admin.migrate(request)
+
+    @app.post("/admin/v1/cache/invalidate")
+    async def invalidate(self, request: Request) -> dict:
+        return await self.admin.invalidate(request)
+
+    @app.get("/admin/v1/cache/stats")
+    async def cache_stats(self, request: Request) -> dict:
+        return await self.admin.cache_stats(request)

@@ -42,16 +42,33 @@ class ModelCaller:
         self.timeout = first_item_timeout_s
 
     async def items(self, model: str, payload: dict) -> AsyncIterator[dict]:
-        """Stream replica items for one prompt; the first is "start" or an APIError is raised."""
-        gen = self.handles[model].options(stream=True).generate.remote(payload)
+        """Stream replica items for one prompt; the first is "start" or an APIError is raised.
+
+        A request migrated mid-stream ends its source stream with a handoff marker; we
+        follow it to the destination replica, so the caller sees one continuous stream."""
+        handle = self.handles[model].options(stream=True)
+        active = handle.generate.remote(payload)
         done = False
         try:
-            first = await asyncio.wait_for(gen.__anext__(), self.timeout)
+            first = await asyncio.wait_for(active.__anext__(), self.timeout)
             if first["type"] == "error":
                 raise APIError(first["status"], first["message"], first.get("param"), first.get("code"))
             yield first
-            async for item in gen:
-                yield item
+            while active is not None:
+                follow = None
+                async for item in active:
+                    handoff = item.get("handoff")
+                    if handoff:
+                        if item["token_ids"]:
+                            yield {**item, "finish_reason": None, "handoff": None}
+                        follow = handle.ext_stream.remote("migration", "stream", handoff["request_id"],
+                                                          replica_id=handoff["replica_id"])
+                        break
+                    if item.get("finish_reason") == "abort":
+                        raise APIError(503, "The request was stopped on its replica before it finished.",
+                                       None, "aborted", {"Retry-After": "1"})
+                    yield item
+                active = follow
             done = True
         except StopAsyncIteration:
             done = True
@@ -60,8 +77,8 @@ class ModelCaller:
             raise APIError(504, f"Model '{model}' did not start answering within {self.timeout:.0f} s.",
                            None, "timeout") from None
         finally:
-            if not done:
-                gen.cancel()  # client went away or we failed: the replica aborts the request
+            if not done and active is not None:
+                active.cancel()  # client went away or we failed: the replica aborts the request
 
 
 async def merge(streams: list[AsyncIterator[dict]], offsets: list[int]) -> AsyncIterator[dict]:
@@ -107,9 +124,12 @@ class Completions:
         self.caller = caller
 
     # ---- planning (no engine work) -------------------------------------------------
-    def resolve_model(self, requested: str, who: Caller) -> tuple[str, str]:
+    def resolve_model(self, requested: str, who: Caller,
+                      routed: tuple[str, str] | None = None) -> tuple[str, str]:
         allowed = who.tenant.allowed_models
         if requested == "auto":
+            if routed is not None:
+                return routed
             if allowed and "auto" not in allowed and self.default_model not in allowed:
                 raise model_not_found(requested)
             return self.default_model, "default model for auto (no router configured)"
@@ -130,8 +150,9 @@ class Completions:
             raise invalid(f"Too many messages: {len(req.messages)}; at most {lim.max_messages}.",
                           "messages")
 
-    def plan(self, req: ChatCompletionRequest | CompletionRequest, who: Caller) -> Plan:
-        model, reason = self.resolve_model(req.model, who)
+    def plan(self, req: ChatCompletionRequest | CompletionRequest, who: Caller,
+             routed: tuple[str, str] | None = None) -> Plan:
+        model, reason = self.resolve_model(req.model, who, routed)
         self.check_limits(req, self.models[model])
         sampling = req.sampling()
         priority = req.priority if req.priority is not None else who.tenant.priority
@@ -183,7 +204,7 @@ class Completions:
         return out, items, starts
 
     async def stream(self, plan: Plan, out: Assembled, items: AsyncIterator[dict],
-                     early: list[dict]) -> AsyncIterator[bytes]:
+                     early: list[dict], on_done: Any = None) -> AsyncIterator[bytes]:
         seen: set[int] = set()
 
         def emit(item: dict) -> list[bytes]:
@@ -214,3 +235,5 @@ class Completions:
         if plan.include_usage:
             yield sse(out.usage_chunk())
         yield SSE_DONE
+        if on_done is not None:
+            await on_done(out.body())

@@ -8,6 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field
 class MigrationSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     enabled: bool = False
+    # Rescheduler: apply the policies on its own (balance, defrag, priority); when false
+    # it only drains replicas and runs admin migrations.
+    rescheduler_auto: bool = True
     # Rescheduler: how often it reads stats and applies the policies (Llumnix: ~20 Hz).
     rescheduler_interval_s: float = Field(0.05, gt=0)
     # Stats older than this are stale: dispatch falls back to power-of-two, the

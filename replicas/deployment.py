@@ -71,7 +71,7 @@ class ModelReplica:
 
     async def __init__(self, model: str, source: str, engine_args: dict[str, Any],
                        cpu_threads: int = 1, extensions: list[dict] | None = None,
-                       env: dict[str, str] | None = None) -> None:
+                       env: dict[str, str] | None = None, headroom_blocks: int = 0) -> None:
         os.environ.update(env or {})
         try:
             replica_id = serve.get_replica_context().replica_id.unique_id
@@ -83,6 +83,7 @@ class ModelReplica:
         model_path = str(await asyncio.to_thread(resolve, source))
         self.host = EngineHost(model, model_path, engine_args, replica_id, cpu_threads)
         await self.host.start()
+        self.host.headroom_blocks = headroom_blocks
         self.extensions: dict[str, Any] = {}
         for ext in extensions or []:
             self.extensions[ext["name"]] = _load_extension(ext, self.host)
@@ -140,45 +141,61 @@ class ModelReplica:
             return
         request_id = req["request_id"]
         yield {"type": "start", "prompt_tokens": len(ids), "replica_id": self.replica_id}
-        finished = False
+        tracked = {"sampling": params, "prompt_len": len(ids)}
         try:
             async for chunk in self.host.generate(request_id, ids, params,
                                                   kv_transfer_params=req.get("kv_transfer_params"),
-                                                  priority=int(req.get("priority", 0))):
-                finished = chunk.finish_reason is not None or finished
-                yield {"type": "chunk", "index": chunk.index, "token_ids": chunk.token_ids,
-                       "text": chunk.text, "finish_reason": chunk.finish_reason,
-                       "logprobs": chunk.logprobs, "handoff": chunk.handoff}
+                                                  priority=int(req.get("priority", 0)),
+                                                  tracked=tracked):
+                if chunk.finish_reason == "abort" and "migration" in self.extensions:
+                    # Stopped for a migration: the last item says where the rest comes from.
+                    chunk.handoff = await self.extensions["migration"].handoff(request_id)
+                yield chunk_item(chunk)
         except (asyncio.CancelledError, GeneratorExit):
             # The caller went away (client disconnect): the engine has aborted it.
             self.aborted += 1
             await self.host.abort(request_id)
             raise
 
-    async def abort(self, request_id: str) -> bool:
+    async def abort(self, request_id: str, replica_id: str | None = None) -> bool:
         known = self.host.has_request(request_id)
         await self.host.abort(request_id)
         return known
 
-    def stats(self) -> dict:
+    def stats(self, replica_id: str | None = None) -> dict:
+        """This replica's stats (`replica_id` pins the call, see request_router.py)."""
         d = self.host.stats().to_dict()
         d["aborted"] = self.aborted
+        for ext in self.extensions.values():
+            if hasattr(ext, "stats_extra"):
+                d.update(ext.stats_extra())
         return d
 
     def record_routing_stats(self) -> dict:
         """Ray Serve's request router reads this on every replica (RequestRouterConfig)."""
         return self.host.stats().to_dict()
 
-    async def set_draining(self, draining: bool) -> None:
+    async def set_draining(self, draining: bool, replica_id: str | None = None) -> bool:
         self.host.draining = draining
+        return draining
 
-    async def ext_call(self, extension: str, method: str, *args: Any, **kwargs: Any) -> Any:
-        """Entry point for extensions (e.g. migration) loaded by import path."""
-        ext = self.extensions.get(extension)
+    def _extension(self, name: str) -> Any:
+        ext = self.extensions.get(name)
         if ext is None:
-            raise KeyError(f"no extension {extension!r} on this replica")
-        result = getattr(ext, method)(*args, **kwargs)
+            raise KeyError(f"no extension {name!r} on this replica")
+        return ext
+
+    async def ext_call(self, extension: str, method: str, *args: Any,
+                       replica_id: str | None = None, **kwargs: Any) -> Any:
+        """Entry point for extensions (e.g. migration) loaded by import path."""
+        result = getattr(self._extension(extension), method)(*args, **kwargs)
         return await result if asyncio.iscoroutine(result) else result
+
+    async def ext_stream(self, extension: str, method: str, *args: Any,
+                         replica_id: str | None = None) -> AsyncIterator[dict]:
+        """A streaming extension call: e.g. the rest of a request migrated in here."""
+        async for chunk in getattr(self._extension(extension), method)(*args):
+            yield chunk_item(chunk)
 
     def check_health(self) -> None:
         if self.host.engine is None or getattr(self.host.engine, "errored", False):
@@ -189,8 +206,16 @@ class ModelReplica:
             self.host.shutdown()
 
 
+def chunk_item(chunk: Any) -> dict:
+    return {"type": "chunk", "index": chunk.index, "token_ids": chunk.token_ids,
+            "text": chunk.text, "finish_reason": chunk.finish_reason,
+            "logprobs": chunk.logprobs, "handoff": chunk.handoff}
+
+
 def _load_extension(ext: dict, host: EngineHost) -> Any:
-    """Load "module:Class" and build it with the engine host (no static import of it here)."""
+    """Load "module:Class" and build it as Class(engine_host, replica_id, **kwargs).
+
+    Extensions are named by import path, so replicas/ never imports them statically."""
     module_name, _, attr = ext["import_path"].partition(":")
     cls = getattr(importlib.import_module(module_name), attr)
-    return cls(host, **(ext.get("kwargs") or {}))
+    return cls(host, host.replica_id, **(ext.get("kwargs") or {}))

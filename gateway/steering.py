@@ -1,0 +1,146 @@
+"""Steering: what happens to a request before a model sees it, and after it answers.
+
+One embedding per request (the shared MiniLM, micro-batched) feeds both the category
+classifier/semantic cache and the learned router. Order: exact cache tier (no
+embedding needed), embed, semantic tier, then - for `model: "auto"` - the router's
+choice from predicted quality, price and live replica load. After a model answers,
+the response is stored in the cache and remembered for feedback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from cache import keys
+from cache.batcher import EmbedBatcher
+from cache.classifier import load_classifier
+from cache.config import CacheSpec
+from cache.embedder import shared_embedder
+from cache.responses import CacheHit
+from cache.semantic import SemanticCache
+from gateway.auth import Caller
+from gateway.errors import APIError, invalid
+from gateway.fleet_view import FleetView
+from replicas.config import ModelSpec
+from router.config import RouterSpec
+from router.policy import NoModelAvailable
+from router.router import Router
+
+log = logging.getLogger("turnout.gateway")
+CHARS_PER_TOKEN = 4
+
+
+@dataclass
+class Steer:
+    """The outcome of steering one request."""
+
+    hit: CacheHit | None = None
+    model: str | None = None  # the router's choice for "auto"; None: as requested
+    reason: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+    category: str | None = None
+    embedding: np.ndarray | None = None
+    key: dict | None = None
+    params: dict | None = None
+    question: str = ""
+
+
+class Steering:
+    def __init__(self, cache_spec: CacheSpec, router_spec: RouterSpec, models: list[ModelSpec],
+                 fleet: FleetView) -> None:
+        self.router_spec = router_spec
+        self.fleet = fleet
+        self.cache = SemanticCache.from_spec(cache_spec) if cache_spec.enabled else None
+        # A missing or corrupt artifact fails here, at start-up, not at the first request.
+        self.router = Router.from_config(router_spec, models) if router_spec.enabled else None
+        self.classifier = self.cache.classifier if self.cache else (
+            load_classifier(cache_spec.classifier) if self.router else None)
+        self.categories = set(cache_spec.categories)
+        self.default_category = cache_spec.default_category
+        self.batcher = EmbedBatcher(shared_embedder()) if (self.cache or self.router) else None
+        self.feedback = None
+        if self.router and router_spec.feedback_redis_url:
+            from router.feedback import FeedbackStore
+
+            self.feedback = FeedbackStore(router_spec.feedback_redis_url, router_spec.feedback_prefix)
+        if self.cache:
+            fleet.on_update(self._adapt)
+        self.money: dict[str, float] = {"routed": 0, "predicted_cost": 0.0, "best_cost": 0.0}
+        self.decisions: dict[str, int] = {}
+
+    @property
+    def active(self) -> bool:
+        return self.batcher is not None
+
+    def _adapt(self, fleet: FleetView) -> None:
+        from cache.policy import load_from_stats
+
+        stats = [s for group in fleet.by_model().values() for s in group]
+        if stats:
+            self.cache.adapt(load_from_stats(stats))
+
+    def classify(self, vec: np.ndarray) -> str:
+        label = self.classifier.predict(vec)
+        return label if label in self.categories else self.default_category
+
+    async def steer(self, body: dict, requested: str, overrides: dict | None, who: Caller) -> Steer:
+        s = Steer(key=keys.request_key(body), params=keys.cache_params(body),
+                  question=keys.query_text(body))
+        tenant = who.tenant.name
+        if self.cache:
+            s.hit = await self.cache.lookup_exact(tenant, s.key, s.params)
+            if s.hit:
+                return s
+        routed = self.router is not None and requested == "auto"
+        if self.cache is None and not routed:
+            return s
+        s.embedding = await self.batcher.embed(s.question)
+        s.category = self.classify(s.embedding)
+        if self.cache:
+            s.hit = await self.cache.lookup(tenant, requested, s.category, s.embedding, s.key, s.params)
+            if s.hit:
+                return s
+        if routed:
+            self._route(s, overrides, who)
+        return s
+
+    def _route(self, s: Steer, overrides: dict | None, who: Caller) -> None:
+        try:
+            policy = self.router.policy_for(self.router_spec, who.tenant.name, overrides,
+                                            who.tenant.allowed_models)
+        except ValueError as e:
+            raise invalid(str(e), "router") from None
+        stats = self.fleet.by_model() if self.fleet.raw else None
+        try:
+            decision = self.router.choose(s.embedding, s.category, len(s.question) // CHARS_PER_TOKEN,
+                                          stats, policy)
+        except NoModelAvailable as e:
+            raise APIError(503, f"No model can serve this request right now: {e}", "model",
+                           "no_model_available", {"Retry-After": "2"}) from None
+        s.model, s.reason, s.headers = decision.model, decision.reason, decision.headers()
+        self.decisions[decision.model] = self.decisions.get(decision.model, 0) + 1
+        chosen = decision.chosen
+        best = max(decision.candidates, key=lambda c: c.quality)
+        self.money["routed"] += 1
+        self.money["predicted_cost"] += chosen.cost
+        self.money["best_cost"] += best.cost
+
+    async def after(self, s: Steer, who: Caller, requested: str, response: dict) -> None:
+        """Store the answer in the cache and remember it for feedback (best effort)."""
+        try:
+            if self.cache and s.embedding is not None and s.category is not None:
+                await self.cache.store(who.tenant.name, requested, s.category, s.embedding,
+                                       s.key, response, s.params)
+            if self.feedback and s.model:
+                await asyncio.to_thread(self.feedback.remember, response["id"], who.tenant.name,
+                                        s.model, s.question)
+        except Exception as e:  # the client already has its answer
+            log.warning("after-response bookkeeping failed: %s", e)
+
+    def stats(self) -> dict[str, Any]:
+        return {"decisions": dict(self.decisions), **self.money}

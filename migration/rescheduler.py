@@ -1,0 +1,162 @@
+"""The rescheduler: applies the migration policies to the live fleet about 20 times a second.
+
+It runs as a one-replica Ray Serve deployment (a Ray actor the app builder creates),
+reads every replica's stats from the app's FleetRegistry, asks the pure
+`plan_migrations` what to move, and tells each source replica's migration agent to move
+the request (a pinned call through the model's deployment handle). Every call has a
+timeout; a migration that fails leaves the request running where it was.
+Admin actions (drain a replica, migrate one request) come through here too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from typing import Any
+
+from migration.config import MigrationSpec
+from migration.policies import Migration, plan_migrations
+from replicas.fleet import get_registry
+from replicas.stats import ReplicaStats
+
+log = logging.getLogger("turnout.rescheduler")
+
+
+class AdminError(ValueError):
+    """A bad admin request (unknown replica or request)."""
+
+
+class Rescheduler:
+    def __init__(self, spec: dict, handles: dict[str, Any], app: str | None = None,
+                 auto: bool = True) -> None:
+        self.spec = MigrationSpec.model_validate(spec)
+        self.handles = handles
+        if app is None:
+            from ray import serve
+
+            app = serve.get_replica_context().app_name
+        self.registry = get_registry(app)
+        self.in_flight: dict[str, Migration] = {}
+        self.recent: deque[dict] = deque(maxlen=100)
+        self.auto = auto
+        self.ticks = 0
+        self._tasks: set[asyncio.Task] = set()
+        self._loop = asyncio.get_running_loop().create_task(self._run())
+
+    # ---- the loop ----------------------------------------------------------------------
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.spec.rescheduler_interval_s)
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("rescheduler tick failed")
+
+    async def _fleet(self) -> dict[str, list[dict]]:
+        raw = await asyncio.wait_for(self.registry.snapshot.remote(), self.spec.call_timeout_s)
+        by_model: dict[str, list[dict]] = {}
+        for s in raw:
+            by_model.setdefault(s["model"], []).append(s)
+        return by_model
+
+    async def tick(self) -> list[Migration]:
+        self.ticks += 1
+        started: list[Migration] = []
+        for model, raw in (await self._fleet()).items():
+            if model not in self.handles or len(raw) < 2:
+                continue
+            snaps = [ReplicaStats.from_dict(s) for s in raw]
+            draining_only = not self.auto
+            for m in plan_migrations(snaps, self.spec, time.time(), self.in_flight.values()):
+                if draining_only and m.reason != "drain":
+                    continue
+                if self._start(model, m, {s["replica_id"]: s for s in raw}):
+                    started.append(m)
+        return started
+
+    def _start(self, model: str, m: Migration, raw_by_id: dict[str, dict]) -> bool:
+        address = raw_by_id.get(m.destination, {}).get("migration_address")
+        if not address or m.request_id in self.in_flight:
+            return False
+        self.in_flight[m.request_id] = m
+        task = asyncio.get_running_loop().create_task(self._migrate(model, m, address))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return True
+
+    async def _migrate(self, model: str, m: Migration, address: str) -> dict:
+        # Pre-copy runs while the request decodes: allow for it on top of the call timeout.
+        budget = self.spec.max_precopy_s + self.spec.stall_timeout_s + 4 * self.spec.call_timeout_s
+        started = time.time()
+        try:
+            rec = await asyncio.wait_for(
+                self.handles[model].ext_call.remote("migration", "migrate_out", m.request_id,
+                                                    m.destination, address, replica_id=m.source),
+                budget)
+        except Exception as e:  # the agent rolls back on its side; we just record it
+            rec = {"stage": "failed", "reason": f"{type(e).__name__}: {e}"}
+        finally:
+            self.in_flight.pop(m.request_id, None)
+        event = {"kind": "migration", "model": model, "request_id": m.request_id,
+                 "source": m.source, "destination": m.destination, "reason": m.reason,
+                 "stage": str(rec.get("stage")), "detail": rec.get("reason", ""),
+                 "bytes": rec.get("bytes", 0), "duration_s": round(time.time() - started, 4),
+                 "at": started}
+        self.recent.append(event)
+        self.registry.record_event.remote(event)
+        return rec
+
+    # ---- admin -------------------------------------------------------------------------
+    async def _locate_replica(self, replica_id: str) -> tuple[str, dict]:
+        for model, raw in (await self._fleet()).items():
+            for s in raw:
+                if s["replica_id"] == replica_id:
+                    return model, s
+        raise AdminError(f"no replica {replica_id!r}")
+
+    async def drain(self, replica_id: str, draining: bool = True) -> dict:
+        """Mark a replica draining: new requests avoid it and the drain policy empties it."""
+        model, _ = await self._locate_replica(replica_id)
+        await asyncio.wait_for(
+            self.handles[model].set_draining.remote(draining, replica_id=replica_id),
+            self.spec.call_timeout_s)
+        event = {"kind": "drain" if draining else "undrain", "model": model,
+                 "replica_id": replica_id, "at": time.time()}
+        self.registry.record_event.remote(event)
+        return event
+
+    async def migrate(self, request_id: str, destination: str = "auto") -> dict:
+        """Move one request now (admin): to a named replica, or the freest other one."""
+        fleet = await self._fleet()
+        for model, raw in fleet.items():
+            source = next((s for s in raw if any(r["request_id"] == request_id
+                                                  for r in s.get("requests", []))), None)
+            if source is None:
+                continue
+            others = [s for s in raw if s["replica_id"] != source["replica_id"] and not s["draining"]]
+            if destination == "auto":
+                if not others:
+                    raise AdminError(f"no other replica of {model!r} to migrate to")
+                dest = max(others, key=lambda s: ReplicaStats.from_dict(s).freeness)
+            else:
+                dest = next((s for s in others if s["replica_id"] == destination), None)
+                if dest is None:
+                    raise AdminError(f"no replica {destination!r} of {model!r} to migrate to")
+            m = Migration(request_id, source["replica_id"], dest["replica_id"], "admin")
+            if not dest.get("migration_address"):
+                raise AdminError("migration is not enabled on these replicas")
+            if request_id in self.in_flight:
+                raise AdminError(f"request {request_id!r} is already migrating")
+            self.in_flight[request_id] = m
+            return await self._migrate(model, m, dest["migration_address"])
+        raise AdminError(f"no running request {request_id!r}")
+
+    def status(self) -> dict:
+        return {"ticks": self.ticks, "auto": self.auto,
+                "in_flight": [m.__dict__ for m in self.in_flight.values()],
+                "recent": list(self.recent)}
+
+    def set_auto(self, auto: bool) -> None:
+        self.auto = auto
