@@ -145,12 +145,10 @@ def cache_view(report: dict, thresholds: dict[str, float] | None = None) -> dict
 
 def router_view(tally: dict) -> dict:
     """RouterTally.to_dict(), or the gateway steering's stats() ({"decisions": {model: n},
-    "predicted_cost", "best_cost"}: predicted cost stands in for the realised one)."""
+    "predicted_cost_usd", "realised_cost_usd", "baseline_cost_usd"})."""
     if isinstance(tally.get("decisions"), dict):
-        tally = {"decisions": [{"model": m, "category": "", "count": n} for m, n in tally["decisions"].items()],
-                 "predicted_cost_usd": tally.get("predicted_cost", 0.0),
-                 "realised_cost_usd": tally.get("predicted_cost", 0.0),
-                 "baseline_cost_usd": tally.get("best_cost", 0.0)}
+        tally = {**tally, "decisions": [{"model": m, "category": "", "count": n}
+                                        for m, n in tally["decisions"].items()]}
     decisions = sorted(tally.get("decisions", []), key=lambda d: (-d["count"], d["model"], d["category"]))
     by_model: Counter = Counter()
     for d in decisions:

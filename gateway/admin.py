@@ -11,12 +11,15 @@ POST /v1/feedback                            {"response_id", "score"} (tenant ke
 from __future__ import annotations
 
 import asyncio
-import time
+import logging
 from typing import Any
 
 from fastapi import Request
+from fastapi.responses import JSONResponse
 
 from gateway.errors import APIError, invalid
+
+logger = logging.getLogger("turnout.gateway")
 
 ADMIN_CALL_TIMEOUT_S = 30.0
 
@@ -48,20 +51,21 @@ class Admin:
         try:
             return await asyncio.wait_for(response, ADMIN_CALL_TIMEOUT_S)
         except AdminError as e:
-            raise APIError(404, str(e), None, "not_found") from None
+            raise APIError(e.status, str(e), None, e.code) from None
         except TimeoutError:
             raise APIError(504, "The rescheduler did not answer in time.", None, "timeout") from None
         except Exception as e:  # Ray wraps remote errors: unwrap the admin ones
             cause = getattr(e, "cause", None)
             if isinstance(cause, AdminError):
-                raise APIError(404, str(cause), None, "not_found") from None
+                raise APIError(cause.status, str(cause), None, cause.code) from None
             raise
 
     # ---- read -----------------------------------------------------------------------
     async def overview(self, request: Request) -> dict:
+        from dashboards.overview import build_overview
+
         self._admin(request)
         core = self.core
-        replicas = core.fleet.by_model()
         raw_by_model: dict[str, list[dict]] = {}
         for s in core.fleet.raw:
             raw_by_model.setdefault(s["model"], []).append(s)
@@ -70,23 +74,11 @@ class Admin:
             try:
                 migrations = await asyncio.wait_for(core.rescheduler.status.remote(), 5.0)
             except Exception as e:
-                migrations = {"in_flight": [], "recent": [], "error": str(e)}
-        steering = core.steering
-        router = steering.stats()
-        router["saved_usd"] = (router["best_cost"] - router["predicted_cost"]) / 1000.0
-        return {
-            "updated": time.time(),
-            "stats_age_s": time.time() - core.fleet.updated if core.fleet.updated else None,
-            "models": [{
-                "name": m.name, "price_input_per_m": m.price_input_per_m,
-                "price_output_per_m": m.price_output_per_m,
-                "replicas": sorted(raw_by_model.get(m.name, []), key=lambda r: r["replica_id"]),
-                "freeness": [s.freeness for s in replicas.get(m.name, [])],
-            } for m in core.model_specs],
-            "migrations": migrations,
-            "cache": steering.cache.stats() if steering.cache else None,
-            "router": router,
-        }
+                logger.warning("rescheduler status failed: %s", e)
+        cache = core.steering.cache
+        thresholds = {c: cache.policy(c).threshold for c in cache.spec.categories} if cache else None
+        return build_overview([m.model_dump() for m in core.model_specs], raw_by_model, migrations,
+                              cache.stats() if cache else {}, core.steering.stats(), thresholds)
 
     async def cache_stats(self, request: Request) -> dict:
         self._admin(request)
@@ -96,10 +88,17 @@ class Admin:
         return cache.stats(request.query_params.get("tenant"))
 
     # ---- act ------------------------------------------------------------------------
-    async def drain(self, request: Request, replica_id: str, draining: bool) -> dict:
+    async def drain(self, request: Request, replica_id: str) -> JSONResponse:
         self._admin(request)
+        body = await request.body()
+        draining = True
+        if body.strip():
+            data = await self._body(request)
+            draining = data.get("draining", True)
+            if not isinstance(draining, bool):
+                raise invalid("draining must be true or false.", "draining")
         res = self._need_rescheduler()
-        return await self._call(res.drain.remote(replica_id, draining))
+        return JSONResponse(await self._call(res.drain.remote(replica_id, draining)), status_code=202)
 
     async def migrate(self, request: Request) -> dict:
         self._admin(request)
@@ -111,7 +110,8 @@ class Admin:
         if not isinstance(destination, str) or not destination:
             raise invalid("destination must be a replica id or 'auto'.", "destination")
         res = self._need_rescheduler()
-        return await self._call(res.migrate.remote(request_id, destination))
+        return JSONResponse(await self._call(res.migrate.remote(request_id, destination)),
+                            status_code=202)
 
     async def invalidate(self, request: Request) -> dict:
         from cache.semantic import CacheUnavailable

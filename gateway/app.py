@@ -10,11 +10,12 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cache.config import CacheSpec
@@ -71,6 +72,16 @@ async def read_json(request: Request, max_bytes: int) -> Any:
         return json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise invalid("We could not parse the JSON body of your request.", None, "invalid_json") from None
+
+
+STATIC = Path(__file__).resolve().parent.parent / "dashboards" / "static"
+
+
+def static_file(path: str) -> Response:
+    target = (STATIC / path).resolve()
+    if STATIC.resolve() not in target.parents or not target.is_file():
+        raise APIError(404, "Not found.", None, "not_found")
+    return FileResponse(target)
 
 
 class GatewayCore:
@@ -200,20 +211,25 @@ class GatewayIngress:
         return await self.admin.overview(request)
 
     @app.post("/admin/v1/replicas/{replica_id}/drain")
-    async def drain(self, replica_id: str, request: Request) -> dict:
-        return await self.admin.drain(request, replica_id, True)
-
-    @app.post("/admin/v1/replicas/{replica_id}/undrain")
-    async def undrain(self, replica_id: str, request: Request) -> dict:
-        return await self.admin.drain(request, replica_id, False)
+    async def drain(self, replica_id: str, request: Request) -> Response:
+        return await self.admin.drain(request, replica_id)
 
     @app.post("/admin/v1/migrations")
-    async def migrate(self, request: Request) -> dict:
+    async def migrate(self, request: Request) -> Response:
         return await self.admin.migrate(request)
 
     @app.post("/admin/v1/cache/invalidate")
     async def invalidate(self, request: Request) -> dict:
         return await self.admin.invalidate(request)
+
+    @app.get("/dashboard")
+    async def dashboard_root(self, request: Request) -> Response:
+        return RedirectResponse(str(request.url).rstrip("/") + "/")
+
+    @app.get("/dashboard/{path:path}")
+    async def dashboard(self, path: str) -> Response:
+        """The operator page: static files, no key needed (its API calls carry the admin key)."""
+        return static_file(path or "index.html")
 
     @app.get("/admin/v1/cache/stats")
     async def cache_stats(self, request: Request) -> dict:

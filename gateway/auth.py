@@ -53,7 +53,13 @@ class KeyRing:
         return Caller(tenant)
 
     def admin(self, authorization: str | None) -> Caller:
-        caller = self.caller(authorization)
-        if not caller.is_admin and (self.require_auth or self._admin):
-            raise APIError(403, "This endpoint requires the admin key.", None, "admin_required")
-        return caller
+        """Admin calls need an admin key; tenant keys never open them (see dashboards/API.md)."""
+        if not self._admin:
+            raise APIError(403, "The admin API is disabled: no gateway.admin_keys are configured.",
+                           None, "admin_disabled")
+        key = self._bearer(authorization)
+        digest = hash_key(key) if key else ""
+        if not any(hmac.compare_digest(a, digest) for a in self._admin):
+            raise APIError(401, "A valid admin key is required for this endpoint.", None,
+                           "invalid_admin_key")
+        return Caller(DEFAULT_TENANT, is_admin=True)

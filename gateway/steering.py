@@ -48,6 +48,7 @@ class Steer:
     key: dict | None = None
     params: dict | None = None
     question: str = ""
+    best_model: str | None = None  # the candidate of best predicted quality (for savings)
 
 
 class Steering:
@@ -70,7 +71,11 @@ class Steering:
             self.feedback = FeedbackStore(router_spec.feedback_redis_url, router_spec.feedback_prefix)
         if self.cache:
             fleet.on_update(self._adapt)
-        self.money: dict[str, float] = {"routed": 0, "predicted_cost": 0.0, "best_cost": 0.0}
+        self.prices = {m.name: (m.price_input_per_m, m.price_output_per_m) for m in models}
+        # USD: what routed answers cost (predicted at decision, realised from usage) and
+        # what the same tokens would have cost on the model of best predicted quality.
+        self.money: dict[str, float] = {"routed": 0, "predicted_cost": 0.0, "realised_cost": 0.0,
+                                        "best_cost": 0.0}
         self.decisions: dict[str, int] = {}
 
     @property
@@ -123,12 +128,21 @@ class Steering:
             raise APIError(503, f"No model can serve this request right now: {e}", "model",
                            "no_model_available", {"Retry-After": "2"}) from None
         s.model, s.reason, s.headers = decision.model, decision.reason, decision.headers()
+        s.best_model = max(decision.candidates, key=lambda c: (c.quality, c.model)).model
         self.decisions[decision.model] = self.decisions.get(decision.model, 0) + 1
-        chosen = decision.chosen
-        best = max(decision.candidates, key=lambda c: c.quality)
         self.money["routed"] += 1
-        self.money["predicted_cost"] += chosen.cost
-        self.money["best_cost"] += best.cost
+        self.money["predicted_cost"] += decision.chosen.cost / 1000.0  # cost is USD per 1k requests
+
+    def _account(self, s: Steer, response: dict) -> None:
+        usage = response.get("usage") or {}
+        p, c = usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
+
+        def usd(model: str) -> float:
+            pin, pout = self.prices.get(model, (0.0, 0.0))
+            return (p * pin + c * pout) / 1e6
+
+        self.money["realised_cost"] += usd(s.model)
+        self.money["best_cost"] += usd(s.best_model or s.model)
 
     async def after(self, s: Steer, who: Caller, requested: str, response: dict) -> None:
         """Store the answer in the cache and remember it for feedback (best effort)."""
@@ -136,6 +150,8 @@ class Steering:
             if self.cache and s.embedding is not None and s.category is not None:
                 await self.cache.store(who.tenant.name, requested, s.category, s.embedding,
                                        s.key, response, s.params)
+            if s.model:
+                self._account(s, response)
             if self.feedback and s.model:
                 await asyncio.to_thread(self.feedback.remember, response["id"], who.tenant.name,
                                         s.model, s.question)
@@ -143,4 +159,7 @@ class Steering:
             log.warning("after-response bookkeeping failed: %s", e)
 
     def stats(self) -> dict[str, Any]:
-        return {"decisions": dict(self.decisions), **self.money}
+        m = self.money
+        return {"decisions": dict(self.decisions), "routed": m["routed"],
+                "predicted_cost_usd": m["predicted_cost"], "realised_cost_usd": m["realised_cost"],
+                "baseline_cost_usd": m["best_cost"], "saved_usd": m["best_cost"] - m["realised_cost"]}

@@ -25,7 +25,11 @@ log = logging.getLogger("turnout.rescheduler")
 
 
 class AdminError(ValueError):
-    """A bad admin request (unknown replica or request)."""
+    """An admin request that cannot be done (see dashboards/API.md for the codes)."""
+
+    def __init__(self, message: str, code: str = "not_found", status: int = 404) -> None:
+        super().__init__(message)
+        self.code, self.status = code, status
 
 
 class Rescheduler:
@@ -114,18 +118,21 @@ class Rescheduler:
             for s in raw:
                 if s["replica_id"] == replica_id:
                     return model, s
-        raise AdminError(f"no replica {replica_id!r}")
+        raise AdminError(f"no replica {replica_id!r}", "replica_not_found")
 
     async def drain(self, replica_id: str, draining: bool = True) -> dict:
         """Mark a replica draining: new requests avoid it and the drain policy empties it."""
-        model, _ = await self._locate_replica(replica_id)
+        model, stats = await self._locate_replica(replica_id)
+        if draining and stats.get("draining"):
+            raise AdminError(f"replica {replica_id!r} is already draining", "already_draining", 409)
         await asyncio.wait_for(
             self.handles[model].set_draining.remote(draining, replica_id=replica_id),
             self.spec.call_timeout_s)
         event = {"kind": "drain" if draining else "undrain", "model": model,
                  "replica_id": replica_id, "at": time.time()}
         self.registry.record_event.remote(event)
-        return event
+        return {"replica_id": replica_id, "model": model, "draining": draining,
+                "requests_to_move": len(stats.get("requests", [])) if draining else 0}
 
     async def migrate(self, request_id: str, destination: str = "auto") -> dict:
         """Move one request now (admin): to a named replica, or the freest other one."""
@@ -138,20 +145,21 @@ class Rescheduler:
             others = [s for s in raw if s["replica_id"] != source["replica_id"] and not s["draining"]]
             if destination == "auto":
                 if not others:
-                    raise AdminError(f"no other replica of {model!r} to migrate to")
+                    raise AdminError(f"no other replica of {model!r} to migrate to", "no_destination", 409)
                 dest = max(others, key=lambda s: ReplicaStats.from_dict(s).freeness)
             else:
                 dest = next((s for s in others if s["replica_id"] == destination), None)
                 if dest is None:
-                    raise AdminError(f"no replica {destination!r} of {model!r} to migrate to")
+                    raise AdminError(f"no replica {destination!r} of {model!r} to migrate to",
+                                     "replica_not_found")
             m = Migration(request_id, source["replica_id"], dest["replica_id"], "admin")
             if not dest.get("migration_address"):
-                raise AdminError("migration is not enabled on these replicas")
+                raise AdminError("migration is not enabled on these replicas", "migration_disabled", 409)
             if request_id in self.in_flight:
-                raise AdminError(f"request {request_id!r} is already migrating")
+                raise AdminError(f"request {request_id!r} is already migrating", "migration_in_progress", 409)
             self.in_flight[request_id] = m
             return await self._migrate(model, m, dest["migration_address"])
-        raise AdminError(f"no running request {request_id!r}")
+        raise AdminError(f"no running request {request_id!r}", "request_not_found")
 
     def status(self) -> dict:
         return {"ticks": self.ticks, "auto": self.auto,

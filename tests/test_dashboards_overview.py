@@ -84,7 +84,8 @@ def test_accepts_the_rescheduler_status_and_steering_stats() -> None:
                          {"kind": "migration", "model": "m", "request_id": "q2", "source": "a",
                           "destination": "c", "reason": "balance", "stage": "rolled_back",
                           "detail": "no space", "bytes": 0, "duration_s": 0.1, "at": 20.0}]}
-    steering = {"decisions": {"m": 4}, "routed": 4, "predicted_cost": 0.002, "best_cost": 0.005}
+    steering = {"decisions": {"m": 4}, "routed": 4, "predicted_cost_usd": 0.0021,
+                "realised_cost_usd": 0.002, "baseline_cost_usd": 0.005, "saved_usd": 0.003}
     ov = build_overview(MODELS, {}, status, {}, steering)
     live, recent = ov["migrations"]["in_flight"], ov["migrations"]["recent"]
     assert live[0]["request_id"] == "q1" and live[0]["state"] == "running"

@@ -53,8 +53,8 @@ def test_keys_are_required_and_admin_is_separate(smart_app) -> None:
     with pytest.raises(openai.AuthenticationError):
         ask(client(smart_app, "wrong-key"), "hello")
     r = httpx.get(smart_app.base + "/admin/v1/overview", headers={"authorization": "Bearer alpha-key"})
-    assert r.status_code == 403
-    assert r.json()["error"]["code"] == "admin_required"
+    assert r.status_code == 401
+    assert r.json()["error"]["code"] == "invalid_admin_key"
     assert admin(smart_app, "GET", "/admin/v1/overview").status_code == 200
 
 

@@ -103,9 +103,13 @@ def test_keyring_requires_and_checks_keys() -> None:
         assert e.value.status == 401
     assert keys.caller("Bearer k").tenant.name == "t"
     assert keys.admin("Bearer adm").is_admin
+    for header in (None, "Bearer k", "Bearer wrong"):
+        with pytest.raises(APIError) as e:
+            keys.admin(header)
+        assert (e.value.status, e.value.code) == (401, "invalid_admin_key")
     with pytest.raises(APIError) as e:
-        keys.admin("Bearer k")
-    assert e.value.status == 403
+        KeyRing(GatewaySpec()).admin("Bearer anything")
+    assert (e.value.status, e.value.code) == (403, "admin_disabled")
 
 
 def test_assembled_body_counts_tokens_per_choice() -> None:
