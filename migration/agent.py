@@ -41,7 +41,15 @@ from migration.protocol import (
     sampling_to_dict,
     should_stop,
 )
-from migration.transfer import H_ACCEPTED, H_BYTES, H_FINAL, H_STAGED, H_STAGES, ShmStaging
+from migration.transfer import (
+    H_ACCEPTED,
+    H_BYTES,
+    H_FINAL,
+    H_STAGED,
+    H_STAGES,
+    ShmStaging,
+    unlink_staging,
+)
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +107,8 @@ class MigrationAgent:
         except Exception as e:  # never lose the request to a bug in here
             log.exception("migration %s failed", rec.migration_id)
             rec.reason = rec.reason or f"{type(e).__name__}: {e}"
+            if rec.stage in (Stage.PREPARE, Stage.PRECOPY):
+                unlink_staging(ShmStaging.path_for(rec.migration_id))
             if rec.stage not in (Stage.DONE, Stage.ROLLED_BACK, Stage.ABORTED):
                 self._stage(rec, Stage.ROLLED_BACK)
         finally:
@@ -131,7 +141,8 @@ class MigrationAgent:
         try:
             r = await peer_call(dest_address, "prepare", {
                 "migration_id": rec.migration_id, "blocks": need,
-                "prompt_token_ids": view.prompt_token_ids, "text_prompt_len": text_prompt_len(t, view),
+                "prompt_token_ids": view.prompt_token_ids,
+                "text_prompt_len": engine_view.text_prompt_len(t, view),
                 "skip_special_tokens": bool(getattr(sp, "skip_special_tokens", True))}, timeout)
         except PeerError as e:
             return self._rollback_early(rec, f"destination unreachable: {e}")
@@ -246,7 +257,7 @@ class MigrationAgent:
             prompt_token_ids=view.prompt_token_ids, delivered_token_ids=view.output_token_ids,
             sampling=sampling_to_dict(sp, rec.delivered), staging_path=path, staged_blocks=staged,
             priority=int(getattr(t, "priority", 0) or 0),
-            text_prompt_len=text_prompt_len(t, view))
+            text_prompt_len=engine_view.text_prompt_len(t, view))
         rec.new_request_id = admit.request_id
         self._stage(rec, Stage.ADMIT)
         try:
@@ -314,8 +325,3 @@ class MigrationAgent:
             self._server.close()
             self._server = None
 
-
-def text_prompt_len(tracked: Any, view: Any) -> int:
-    """The client's original prompt length (a request migrated before carries it)."""
-    extra = getattr(tracked, "extra", None) or {}
-    return int(extra.get("text_prompt_len", len(view.prompt_token_ids)))

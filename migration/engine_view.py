@@ -76,3 +76,9 @@ async def engine_info(engine_host: Any, timeout: float) -> dict:
 
 def layout_of(info: dict) -> KVLayout:
     return KVLayout(int(info["num_layers"]), int(info["block_bytes"]), int(info["block_size"]))
+
+
+def text_prompt_len(tracked_request: Any, view: RequestView) -> int:
+    """The client's original prompt length (a request migrated before carries it)."""
+    extra = getattr(tracked_request, "extra", None) or {}
+    return int(extra.get("text_prompt_len", len(view.prompt_token_ids)))
