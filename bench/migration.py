@@ -120,7 +120,8 @@ async def main_async(quick: bool) -> dict:
     lengths = LENGTHS
     repeats = 2 if quick else 5
     progress("starting two engines (~40 s each)")
-    hosts = await start_hosts(2, max_model_len=max(lengths) + DECODE + 64)
+    # No prefix caching: a recompute run must not reuse blocks an earlier run left cached.
+    hosts = await start_hosts(2, max_model_len=max(lengths) + DECODE + 64, prefix_caching=False)
     agents = {h.replica_id: MigrationAgent(h, h.replica_id, {}) for h in hosts}
     results: dict = {"kv": {}, "recompute": {}}
     try:

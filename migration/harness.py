@@ -15,21 +15,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from migration.agent import MigrationAgent
+from migration.protocol import kv_transfer_config
 
 
 def engine_args(max_model_len: int = 2048, block_size: int = 32) -> dict:
-    # CPU attention needs block sizes that are multiples of 32.
+    # CPU attention needs block sizes that are multiples of 32. Prefix caching stays on
+    # (vLLM's default): a destination may hold part of a migrated prompt already.
     return {"block_size": block_size, "max_model_len": max_model_len, "dtype": "float32",
-            "enforce_eager": True, "enable_prefix_caching": False,
-            "kv_transfer_config": {"kv_connector": "MigrationConnector",
-                                   "kv_connector_module_path": "migration.connector",
-                                   "kv_role": "kv_both",
-                                   # a KV load that fails is recomputed, not failed
-                                   "kv_load_failure_policy": "recompute",
-                                   "kv_connector_extra_config": {}}}
+            "enforce_eager": True, "kv_transfer_config": kv_transfer_config()}
 
 
-async def start_hosts(n: int, max_model_len: int = 2048, kv_space_gib: int = 1) -> list[Any]:
+async def start_hosts(n: int, max_model_len: int = 2048, kv_space_gib: int = 1,
+                      prefix_caching: bool = True) -> list[Any]:
     from replicas import packs
     from replicas.engine import EngineHost
 
@@ -37,7 +34,8 @@ async def start_hosts(n: int, max_model_len: int = 2048, kv_space_gib: int = 1) 
     path = str(packs.resolve("tiny-llama"))
     hosts = []
     for i in range(n):  # one at a time: two engines starting at once thrash 2 cores
-        host = EngineHost("tiny", path, engine_args(max_model_len), replica_id=f"r{i}", cpu_threads=1)
+        args = {**engine_args(max_model_len), "enable_prefix_caching": prefix_caching}
+        host = EngineHost("tiny", path, args, replica_id=f"r{i}", cpu_threads=1)
         await host.start()
         hosts.append(host)
     return hosts

@@ -167,3 +167,13 @@ def sampling_from_dict(d: dict[str, Any]) -> Any:
     from vllm import SamplingParams
 
     return SamplingParams(**{k: v for k, v in d.items() if v is not None or k == "max_tokens"})
+
+
+def kv_transfer_config(max_blocks_per_step: int = 256) -> dict:
+    """The engine argument that loads our connector (deploy puts it into engine_args)."""
+    return {"kv_connector": "MigrationConnector",
+            "kv_connector_module_path": "migration.connector",
+            "kv_role": "kv_both",
+            # A KV load that fails is recomputed by vLLM instead of failing the request.
+            "kv_load_failure_policy": "recompute",
+            "kv_connector_extra_config": {"max_blocks_per_step": int(max_blocks_per_step)}}

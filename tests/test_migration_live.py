@@ -240,15 +240,16 @@ async def test_loaded_kv_is_what_decides_the_output(agents, baseline, reference)
     from migration.protocol import AdmitRequest, sampling_to_dict
     from migration.transfer import H_FINAL, H_STAGED
 
-    ref, dst = reference[2], agents["r1"]
+    # Seed 5 never ran on r1, so no prefix-cache hit there hides the zeros.
+    ref, dst = reference[5], agents["r1"]
     head = ref.token_ids[:50]
     info = await engine_view.engine_info(dst.host, 5)
-    blocks = (len(prompt(2)) + 50 - 1) // info["block_size"]
+    blocks = (len(prompt(5)) + 50 - 1) // info["block_size"]
     st = ShmStaging.create("zeros", engine_view.layout_of(info), blocks)
     st.set(H_STAGED, blocks)
     st.set(H_FINAL, 1)
     st.close()
-    admit = AdmitRequest("zeros", "zeros~1", prompt(2), head, sampling_to_dict(params(), 50),
+    admit = AdmitRequest("zeros", "zeros~1", prompt(5), head, sampling_to_dict(params(), 50),
                          staging_path=str(st.path), staged_blocks=blocks)
     assert dst.inbound.admit(admit, need_lease=False)["ok"]
     tail = [t async for chunk in dst.stream("zeros~1") for t in chunk.token_ids]
