@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cache.config import CacheSpec
 from cache.responses import sse_chunks
+from gateway import metrics
 from gateway.admin import Admin
 from gateway.auth import KeyRing
 from gateway.config import GatewaySpec
@@ -38,8 +39,14 @@ app = FastAPI(title="Turnout", version="0.1.0",
               description="OpenAI-compatible multi-model gateway")
 
 
+def _endpoint(request: Request) -> str:
+    return request.url.path.rsplit("/", 1)[-1] or "root"
+
+
 @app.exception_handler(APIError)
-async def _api_error(_: Request, e: APIError) -> JSONResponse:
+async def _api_error(request: Request, e: APIError) -> JSONResponse:
+    metrics.record_error(getattr(request.state, "model", ""), getattr(request.state, "tenant", ""),
+                         _endpoint(request), e.status, e.code)
     return e.response()
 
 
@@ -106,24 +113,37 @@ class GatewayCore:
         self.fleet.start()
 
     async def handle(self, request: Request, cls: type) -> Response:
+        started = time.perf_counter()
+        endpoint = _endpoint(request)
         who = self.keys.caller(request.headers.get("authorization"))
+        request.state.tenant = who.tenant.name
         body = await read_json(request, self.spec.limits.max_body_bytes)
         req = parse_request(cls, body)
         self.completions.resolve_model(req.model, who)  # 404 before any work
         steer = await self.steering.steer(body, req.model, req.router, who) \
             if self.steering.active else Steer()
         if steer.hit is not None:
+            metrics.record_cache_hit(steer.hit.served_model, who.tenant.name, steer.hit.category,
+                                     steer.hit.tier, time.perf_counter() - started)
             return self._cached(steer, req)
         plan = self.completions.plan(req, who, (steer.model, steer.reason) if steer.model else None)
+        request.state.model = plan.model
         plan.headers.update(steer.headers)
         plan.headers["x-turnout-cache"] = "miss" if self.steering.cache else "off"
 
-        async def done(response: dict) -> None:
+        async def done(response: dict, out: Any = None) -> None:
+            usage = response.get("usage") or {}
+            first = out.first_token_at if out is not None else None
+            metrics.record_request(plan.model, who.tenant.name, endpoint,
+                                   ttft_s=None if first is None else first - started,
+                                   latency_s=time.perf_counter() - started,
+                                   prompt_tokens=usage.get("prompt_tokens", 0),
+                                   completion_tokens=usage.get("completion_tokens", 0))
             await self.steering.after(steer, who, req.model, response)
 
         if not plan.stream:
-            response = await self.completions.complete(plan)
-            await done(response)
+            response, out = await self.completions.complete(plan)
+            await done(response, out)
             return JSONResponse(response, headers=plan.headers)
         out, items, early = await self.completions.first_item(plan)
         frames = self.completions.stream(plan, out, items, early, done)
@@ -151,9 +171,11 @@ class GatewayCore:
             async for f in frames:
                 yield f
         except APIError as e:
+            metrics.record_error(plan.model, plan.payloads[0].get("tenant", ""), "stream", e.status, e.code)
             yield sse(e.body())
         except Exception:
             logger.exception("stream failed for model %s", plan.model)
+            metrics.record_error(plan.model, plan.payloads[0].get("tenant", ""), "stream", 500, "stream_failed")
             yield sse(APIError(500, "The model stream failed.").body())
 
 

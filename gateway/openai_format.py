@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,9 +62,17 @@ class Assembled:
     created: int
     prompt_tokens: int = 0
     choices: dict[int, Choice] = field(default_factory=dict)
+    first_token_at: float | None = None  # perf_counter time of the first generated token
 
     def choice(self, index: int) -> Choice:
         return self.choices.setdefault(index, Choice(index))
+
+    def add(self, item: dict) -> Choice:
+        if self.first_token_at is None and item["token_ids"]:
+            self.first_token_at = time.perf_counter()
+        choice = self.choice(item["index"])
+        choice.add(item)
+        return choice
 
     @property
     def completion_tokens(self) -> int:

@@ -183,14 +183,14 @@ class Completions:
             streams.append(self.caller.items(plan.model, payload))
         return out, merge(streams, [i * n for i in range(len(streams))])
 
-    async def complete(self, plan: Plan) -> dict:
+    async def complete(self, plan: Plan) -> tuple[dict, Assembled]:
         out, items = self._start(plan)
         async for item in items:
             if item["type"] == "start":
                 out.prompt_tokens += item["prompt_tokens"]
             elif item["type"] == "chunk":
-                out.choice(item["index"]).add(item)
-        return out.body()
+                out.add(item)
+        return out.body(), out
 
     async def first_item(self, plan: Plan) -> tuple[Assembled, AsyncIterator[dict], list[dict]]:
         """Start a stream and wait for every prompt's first item, so errors become HTTP errors."""
@@ -210,8 +210,7 @@ class Completions:
         def emit(item: dict) -> list[bytes]:
             frames = []
             idx = item["index"]
-            choice = out.choice(idx)
-            choice.add(item)
+            out.add(item)
             first = idx not in seen
             seen.add(idx)
             if item["text"] or first or item.get("logprobs"):
@@ -236,4 +235,4 @@ class Completions:
             yield sse(out.usage_chunk())
         yield SSE_DONE
         if on_done is not None:
-            await on_done(out.body())
+            await on_done(out.body(), out)

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from cache import keys
+from cache import metrics as cache_metrics
 from cache.batcher import EmbedBatcher
 from cache.classifier import load_classifier
 from cache.config import CacheSpec
@@ -27,6 +29,7 @@ from gateway.auth import Caller
 from gateway.errors import APIError, invalid
 from gateway.fleet_view import FleetView
 from replicas.config import ModelSpec
+from router import live_metrics as router_metrics
 from router.config import RouterSpec
 from router.policy import NoModelAvailable
 from router.router import Router
@@ -87,7 +90,9 @@ class Steering:
 
         stats = [s for group in fleet.by_model().values() for s in group]
         if stats:
-            self.cache.adapt(load_from_stats(stats))
+            for category, policy in self.cache.adapt(load_from_stats(stats)).items():
+                cache_metrics.record_threshold(category, policy.threshold)
+        cache_metrics.record_entries(self.cache.local.entries())
 
     def classify(self, vec: np.ndarray) -> str:
         label = self.classifier.predict(vec)
@@ -98,8 +103,10 @@ class Steering:
                   question=keys.query_text(body))
         tenant = who.tenant.name
         if self.cache:
+            t = time.perf_counter()
             s.hit = await self.cache.lookup_exact(tenant, s.key, s.params)
             if s.hit:
+                cache_metrics.record_lookup(tenant, s.hit.category, "exact", time.perf_counter() - t)
                 return s
         routed = self.router is not None and requested == "auto"
         if self.cache is None and not routed:
@@ -107,7 +114,10 @@ class Steering:
         s.embedding = await self.batcher.embed(s.question)
         s.category = self.classify(s.embedding)
         if self.cache:
+            t = time.perf_counter()
             s.hit = await self.cache.lookup(tenant, requested, s.category, s.embedding, s.key, s.params)
+            cache_metrics.record_lookup(tenant, s.category, s.hit.tier if s.hit else None,
+                                        time.perf_counter() - t)
             if s.hit:
                 return s
         if routed:
@@ -121,6 +131,7 @@ class Steering:
         except ValueError as e:
             raise invalid(str(e), "router") from None
         stats = self.fleet.by_model() if self.fleet.raw else None
+        started = time.perf_counter()
         try:
             decision = self.router.choose(s.embedding, s.category, len(s.question) // CHARS_PER_TOKEN,
                                           stats, policy)
@@ -131,7 +142,10 @@ class Steering:
         s.best_model = max(decision.candidates, key=lambda c: (c.quality, c.model)).model
         self.decisions[decision.model] = self.decisions.get(decision.model, 0) + 1
         self.money["routed"] += 1
-        self.money["predicted_cost"] += decision.chosen.cost / 1000.0  # cost is USD per 1k requests
+        predicted = decision.chosen.cost / 1000.0  # candidates' cost is USD per 1k requests
+        self.money["predicted_cost"] += predicted
+        router_metrics.record_decision(decision.model, s.category or "", who.tenant.name, predicted,
+                                       time.perf_counter() - started)
 
     def _account(self, s: Steer, response: dict) -> None:
         usage = response.get("usage") or {}
@@ -141,15 +155,19 @@ class Steering:
             pin, pout = self.prices.get(model, (0.0, 0.0))
             return (p * pin + c * pout) / 1e6
 
-        self.money["realised_cost"] += usd(s.model)
-        self.money["best_cost"] += usd(s.best_model or s.model)
+        realised, baseline = usd(s.model), usd(s.best_model or s.model)
+        self.money["realised_cost"] += realised
+        self.money["best_cost"] += baseline
+        router_metrics.record_outcome(s.model, realised, baseline)
 
     async def after(self, s: Steer, who: Caller, requested: str, response: dict) -> None:
         """Store the answer in the cache and remember it for feedback (best effort)."""
         try:
             if self.cache and s.embedding is not None and s.category is not None:
-                await self.cache.store(who.tenant.name, requested, s.category, s.embedding,
-                                       s.key, response, s.params)
+                stored = await self.cache.store(who.tenant.name, requested, s.category, s.embedding,
+                                                s.key, response, s.params)
+                if stored is not None:
+                    cache_metrics.record_store(who.tenant.name, s.category)
             if s.model:
                 self._account(s, response)
             if self.feedback and s.model:

@@ -16,12 +16,19 @@ import time
 from collections import deque
 from typing import Any
 
+from migration import metrics
 from migration.config import MigrationSpec
 from migration.policies import Migration, plan_migrations
 from replicas.fleet import get_registry
 from replicas.stats import ReplicaStats
 
 log = logging.getLogger("turnout.rescheduler")
+
+
+def stop_to_done_s(rec: dict) -> float:
+    """The request's pause: from the source's stop to the destination's admit (stage timings)."""
+    t = rec.get("timings") or {}
+    return max(0.0, float(t.get("done", 0.0)) - float(t.get("stop", t.get("done", 0.0))))
 
 
 class AdminError(ValueError):
@@ -68,7 +75,11 @@ class Rescheduler:
     async def tick(self) -> list[Migration]:
         self.ticks += 1
         started: list[Migration] = []
-        for model, raw in (await self._fleet()).items():
+        fleet = await self._fleet()
+        for model in fleet:
+            metrics.record_in_flight(model, sum(1 for m in self.in_flight.values()
+                                                if m.source in {s["replica_id"] for s in fleet[model]}))
+        for model, raw in fleet.items():
             if model not in self.handles or len(raw) < 2:
                 continue
             snaps = [ReplicaStats.from_dict(s) for s in raw]
@@ -94,6 +105,7 @@ class Rescheduler:
         # Pre-copy runs while the request decodes: allow for it on top of the call timeout.
         budget = self.spec.max_precopy_s + self.spec.stall_timeout_s + 4 * self.spec.call_timeout_s
         started = time.time()
+        metrics.record_started(model, m.reason)
         try:
             rec = await asyncio.wait_for(
                 self.handles[model].ext_call.remote("migration", "migrate_out", m.request_id,
@@ -110,6 +122,12 @@ class Rescheduler:
                  "at": started}
         self.recent.append(event)
         self.registry.record_event.remote(event)
+        if event["stage"] == "done":
+            metrics.record_completed(model, m.reason, bytes_sent=int(rec.get("bytes") or 0),
+                                     downtime_s=stop_to_done_s(rec),
+                                     duration_s=event["duration_s"])
+        else:
+            metrics.record_aborted(model, m.reason, event["stage"], int(rec.get("bytes") or 0))
         return rec
 
     # ---- admin -------------------------------------------------------------------------

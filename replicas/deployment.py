@@ -18,9 +18,11 @@ from typing import Any
 
 from ray import serve
 
+from replicas import metrics
 from replicas.engine import EngineHost
 from replicas.fleet import get_registry
 from replicas.packs import resolve
+from replicas.stats import ReplicaStats
 
 logger = logging.getLogger("turnout.replica")
 
@@ -100,6 +102,7 @@ class ModelReplica:
         while True:
             stats = self.stats()
             registry.report.remote(stats)
+            metrics.record_replica_stats(ReplicaStats.from_dict(stats))
             busy = stats["running"] + stats["waiting"] > 0 or stats["migration_stage"]
             await asyncio.sleep(PUBLISH_BUSY_S if busy else PUBLISH_IDLE_S)
 
@@ -154,6 +157,7 @@ class ModelReplica:
         except (asyncio.CancelledError, GeneratorExit):
             # The caller went away (client disconnect): the engine has aborted it.
             self.aborted += 1
+            metrics.record_aborted(self.model, self.replica_id)
             await self.host.abort(request_id)
             raise
 
