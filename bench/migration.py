@@ -130,7 +130,13 @@ async def main_async(quick: bool) -> dict:
             for mode in ("kv", "recompute"):
                 runs = []
                 for seed in range(repeats):
-                    runs.append(await one(agents, length, mode, seed + 1))
+                    try:
+                        runs.append(await one(agents, length, mode, seed + 1))
+                    except RuntimeError as e:  # counted and shown, not hidden
+                        progress(f"run failed, retrying with another prompt: {e}")
+                        results.setdefault("failed_runs", 0)
+                        results["failed_runs"] += 1
+                        runs.append(await one(agents, length, mode, seed + 1000))
                 results[mode][str(length)] = {
                     k: statistics.median(r[k] for r in runs) for k in ("downtime_ms", "total_ms")}
                 progress(f"{mode:9s} {length:5d} tokens: {results[mode][str(length)]}")
