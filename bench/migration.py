@@ -125,7 +125,10 @@ async def main_async(quick: bool) -> dict:
     agents = {h.replica_id: MigrationAgent(h, h.replica_id, {}) for h in hosts}
     results: dict = {"kv": {}, "recompute": {}}
     try:
-        await one(agents, 256, "kv", 0)  # warm-up
+        try:
+            await one(agents, 256, "kv", 0)  # warm-up
+        except RuntimeError as e:
+            progress(f"warm-up did not migrate: {e}")
         for length in lengths:
             for mode in ("kv", "recompute"):
                 runs = []
