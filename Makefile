@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 CONFIG ?=
 PYTEST_ARGS ?=
 
-.PHONY: venv serve test lint bench clean redis
+.PHONY: venv serve test lint bench clean redis chromium
 
 venv:
 	@deploy/venv.sh $(VENV) $(ENGINE)
@@ -17,9 +17,12 @@ serve: venv
 redis:
 	@deploy/redis.sh
 
-test: venv redis
+chromium:
+	@deploy/chromium.sh
+
+test: venv redis chromium
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest --durations=15 $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -16,21 +16,13 @@ from ray.serve.config import RequestRouterConfig
 
 from deploy.config import TurnoutConfig, load_config, parse_config
 from gateway.app import GatewayIngress, app
+from migration.protocol import kv_transfer_config
 from migration.rescheduler import Rescheduler
 from replicas.config import ModelSpec
 from replicas.deployment import ModelReplica
 
 GATEWAY_NAME = "gateway"
 RESCHEDULER_NAME = "rescheduler"
-# Engine arguments live migration needs: our KV connector, loaded by module path (no
-# patching of vLLM); a KV load that fails is recomputed rather than failing the request.
-MIGRATION_ENGINE_ARGS = {
-    "enable_prefix_caching": False,
-    "kv_transfer_config": {"kv_connector": "MigrationConnector",
-                           "kv_connector_module_path": "migration.connector",
-                           "kv_role": "kv_both", "kv_load_failure_policy": "recompute",
-                           "kv_connector_extra_config": {}},
-}
 FREENESS_ROUTER = "replicas.request_router:FreenessRequestRouter"
 
 
@@ -60,7 +52,9 @@ def model_deployment(spec: ModelSpec, cfg: TurnoutConfig) -> Any:
             request_routing_stats_timeout_s=1.0)
     engine_args, extensions, headroom = dict(spec.engine_args), [], 0
     if cfg.migration.enabled:
-        engine_args = {**MIGRATION_ENGINE_ARGS, **engine_args}
+        # Our KV connector, loaded by module path (no patching of vLLM).
+        engine_args = {"kv_transfer_config": kv_transfer_config(cfg.migration.max_blocks_per_step),
+                       **engine_args}
         extensions = [{"name": "migration", "import_path": "migration.agent:MigrationAgent",
                        "kwargs": {"spec": cfg.migration.model_dump()}}]
         headroom = cfg.migration.headroom_blocks

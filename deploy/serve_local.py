@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 import threading
 import time
 
 from deploy.config import TurnoutConfig
+from gateway.config import hash_key
 
 APP_NAME = "turnout"
 
@@ -43,6 +45,32 @@ def _watch(stop: threading.Event, started: float) -> None:
             last = line
 
 
+def redis_answers(url: str, timeout_s: float = 1.0) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_timeout=timeout_s,
+                                         socket_connect_timeout=timeout_s).ping())
+    except redis.RedisError:
+        return False
+
+
+def local_defaults(cfg: TurnoutConfig) -> str | None:
+    """Embedded-run conveniences: Redis only if one answers, and an admin key for the page.
+
+    Returns the generated admin key (printed once), or None when the config has its own."""
+    if cfg.cache.enabled and cfg.cache.redis_url and not redis_answers(cfg.cache.redis_url):
+        say(f"no Redis at {cfg.cache.redis_url}: the cache keeps its documents in process memory")
+        cfg.cache.redis_url = None
+    if cfg.router.enabled and cfg.router.feedback_redis_url is None and cfg.cache.redis_url:
+        cfg.router.feedback_redis_url = cfg.cache.redis_url
+    if cfg.gateway.admin_keys:
+        return None
+    key = "tadm-" + secrets.token_urlsafe(18)
+    cfg.gateway.admin_keys = [hash_key(key)]
+    return key
+
+
 def start(cfg: TurnoutConfig, address: str | None = None) -> str:
     """Start Ray + Serve and deploy; return the gateway URL once every replica is ready."""
     import ray
@@ -71,9 +99,14 @@ def start(cfg: TurnoutConfig, address: str | None = None) -> str:
 
 
 def serve_forever(cfg: TurnoutConfig, block: bool = True) -> int:
+    admin_key = local_defaults(cfg)
     url = start(cfg)
     key = " -H 'Authorization: Bearer YOUR_KEY'" if cfg.gateway.require_auth else ""
     print(f"Turnout is serving {', '.join(m.name for m in cfg.models)} at {url}/v1")
+    if admin_key:
+        print(f"Operator dashboard: {url}/dashboard/ (admin key for this run: {admin_key})")
+    else:
+        print(f"Operator dashboard: {url}/dashboard/ (sign in with an admin key from the config)")
     print(f"Try: curl -s {url}/v1/chat/completions -H 'Content-Type: application/json'{key} "
           f"-d '{{\"model\": \"auto\", \"messages\": [{{\"role\": \"user\", \"content\": "
           f"\"What is the capital of France?\"}}]}}'", flush=True)

@@ -312,6 +312,10 @@ class MigrationAgent:
     def stream(self, request_id: str):
         return self.inbound.stream(request_id)
 
+    def stats_extra(self) -> dict:
+        """Merged into the replica's stats: where other agents reach this one."""
+        return {"migration_address": self.address()}
+
     def status(self) -> dict:
         return {"replica_id": self.replica_id, **self.host.migration_state,
                 "active": [r.to_dict() for r in self.records.values()],
