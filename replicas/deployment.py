@@ -90,6 +90,7 @@ class ModelReplica:
         for ext in extensions or []:
             self.extensions[ext["name"]] = _load_extension(ext, self.host)
         self.aborted = 0
+        self._wake = asyncio.Event()
         self._publisher = asyncio.get_running_loop().create_task(self._publish_stats())
 
     async def _publish_stats(self) -> None:
@@ -104,7 +105,12 @@ class ModelReplica:
             registry.report.remote(stats)
             metrics.record_replica_stats(ReplicaStats.from_dict(stats))
             busy = stats["running"] + stats["waiting"] > 0 or stats["migration_stage"]
-            await asyncio.sleep(PUBLISH_BUSY_S if busy else PUBLISH_IDLE_S)
+            self._wake.clear()
+            # Idle: sleep long, but a new request wakes us so its stats are out at once.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), PUBLISH_BUSY_S if busy else PUBLISH_IDLE_S)
+            if self._wake.is_set():
+                await asyncio.sleep(PUBLISH_BUSY_S / 5)  # let the engine admit it first
 
     # ---- requests --------------------------------------------------------------------
     def _prompt_ids(self, req: dict) -> list[int]:
@@ -143,6 +149,7 @@ class ModelReplica:
             yield e.as_item()
             return
         request_id = req["request_id"]
+        self._wake.set()
         yield {"type": "start", "prompt_tokens": len(ids), "replica_id": self.replica_id}
         tracked = {"sampling": params, "prompt_len": len(ids)}
         try:

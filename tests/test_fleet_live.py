@@ -71,21 +71,21 @@ async def stream_text(c: AsyncOpenAI, prompt: str, max_tokens: int, on_chunk=Non
 async def test_stream_follows_an_admin_migration_with_identical_text(fleet) -> None:
     c = client(fleet)
     prompt = "tell me about the gateway and the replica " * 8
-    _, reference, ref_tokens = await stream_text(c, prompt, 300)
+    _, reference, ref_tokens = await stream_text(c, prompt, 600)
     migrated: dict = {}
 
     async def migrate_once(rid: str, text: str) -> None:
-        if not migrated and len(text) > 60:
+        if not migrated and len(text) > 150:
             migrated["pending"] = True
             r = await asyncio.to_thread(httpx.post, fleet.base + "/admin/v1/migrations", headers=ADMIN,
                                         json={"request_id": rid, "destination": "auto"}, timeout=60)
             migrated.update(status=r.status_code, body=r.json())
 
-    _, text, tokens = await stream_text(c, prompt, 300, migrate_once)
+    _, text, tokens = await stream_text(c, prompt, 600, migrate_once)
     assert migrated["status"] == 202, migrated
     assert migrated["body"]["stage"] == "done", migrated["body"]
     assert text == reference  # nothing lost or repeated across the move
-    assert tokens == ref_tokens == 300
+    assert tokens == ref_tokens == 600
     recent = overview(fleet)["migrations"]["recent"]
     assert any(m["state"] == "completed" for m in recent)
 
@@ -129,3 +129,33 @@ async def test_burst_at_overload_completes_and_a_drained_replica_empties(fleet) 
         assert x["running"] + x["waiting"] == 0
     httpx.post(fleet.base + f"/admin/v1/replicas/{busiest['replica_id']}/drain", headers=ADMIN,
                json={"draining": False}, timeout=30)
+
+
+def test_operator_page_shows_the_fleet_and_drains_a_replica(fleet) -> None:
+    from conftest import ARTIFACTS, free_port
+    from dashboard_cdp import Browser, find_chromium
+
+    binary = find_chromium()
+    assert binary is not None, "chromium is missing: deploy/chromium.sh installs it"
+    browser = Browser(binary, free_port())
+    target = replicas(fleet)[0]["replica_id"]
+    try:
+        browser.goto(fleet.base + "/dashboard")
+        browser.wait_for("!document.getElementById('login').hidden")
+        browser.type("#admin-key", "fleet-admin")
+        browser.click("#login-form button")
+        browser.wait_for("document.querySelectorAll('[data-testid^=\"replica-\"]').length === 3", timeout=20)
+        assert "tiny" in browser.eval("document.getElementById('models').innerText")
+        drain = f'[data-action="drain"][data-replica="{target}"]'
+        browser.click(drain)  # arms the button
+        browser.click(drain)  # confirms: POST .../drain with the admin key
+        browser.wait_for(f"document.querySelector('[data-testid=\"replica-{target}\"]').innerText"
+                         ".includes('draining')", timeout=20)
+        assert next(r for r in replicas(fleet) if r["replica_id"] == target)["draining"] is True
+        ARTIFACTS.mkdir(exist_ok=True)
+        browser.screenshot(ARTIFACTS / "dashboard-live.png")
+        assert (ARTIFACTS / "dashboard-live.png").stat().st_size > 20_000
+    finally:
+        browser.close()
+        httpx.post(fleet.base + f"/admin/v1/replicas/{target}/drain", headers=ADMIN,
+                   json={"draining": False}, timeout=30)
