@@ -203,3 +203,25 @@ def test_overview_shows_models_replicas_cache_and_router(smart_app) -> None:
     assert body["models"][0]["replicas"][0]["kv_blocks_total"] > 0
     assert body["router"]["total_decisions"] >= 1
     assert body["cache"]["total"]["lookups"] >= 1
+
+
+def test_scrape_endpoint_shows_live_metrics_from_every_component(smart_app) -> None:
+    import ray
+    from prometheus_client.parser import text_string_to_metric_families
+
+    ask(client(smart_app), f"What is an operating system? {uuid.uuid4().hex[:6]}")
+    port = ray._private.worker.global_worker.node.metrics_export_port
+    want = {"ray_turnout_gateway_requests_total", "ray_turnout_router_decisions_total",
+            "ray_turnout_cache_lookups_total", "ray_turnout_replica_kv_capacity_blocks"}
+    deadline = time.time() + 60  # Ray's agent exports worker metrics about every 10 s
+    while True:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        values: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                if s.name in want and s.labels.get("tenant", "alpha") in ("alpha", ""):
+                    values[s.name] = values.get(s.name, 0.0) + s.value
+        if all(values.get(n, 0) > 0 for n in want) or time.time() > deadline:
+            break
+        time.sleep(2)
+    assert {n: values.get(n, 0) > 0 for n in want} == dict.fromkeys(want, True), values
