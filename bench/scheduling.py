@@ -72,13 +72,11 @@ def run_sim1000(profile_name: str, load: float, duration_s: float) -> tuple[floa
 
 
 def run_live(quick: bool) -> dict:
-    """Live comparison on CPU, 3 replicas of the tiny model: Ray Serve's default router vs
-    freeness dispatch plus rescheduling; returns {router: {"p99_ttft_s": ..}}.
+    """Live comparison on CPU: Ray Serve's default router vs freeness dispatch plus
+    rescheduling ({router: {"p99_ttft_s": ..}}); see bench/scheduling_live.py."""
+    from bench.scheduling_live import run_live as live
 
-    TODO(lead): fill in with the live deployment (needs the request router and the
-    rescheduler actor wired into Ray Serve); the simulator parts above do not depend on it.
-    """
-    return {}
+    return live(quick)
 
 
 def ratios(sim16: dict) -> str:
@@ -97,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", default="gpu")
     ap.add_argument("--load", type=float, default=None)
     ap.add_argument("--skip-1000", action="store_true")
+    ap.add_argument("--skip-live", action="store_true", help="simulator only")
     args = ap.parse_args(argv)
     load = args.load if args.load is not None else HIGH_LOAD.get(args.profile, 0.9)
     duration = SIM16_DURATION_S / (3 if args.quick else 1)
@@ -124,7 +123,12 @@ def main(argv: list[str] | None = None) -> int:
               f"(P99 TTFT {summary['p99_ttft_s']:.2f}s, {summary['migrations']:,} migrations)")
         result["sim1000_wall_s"] = round(wall, 1)
         result["sim1000"] = summary
-    result["live"] = run_live(args.quick)
+    if not args.skip_live:
+        result["live"] = run_live(args.quick)
+        print("\nlive (CPU, tiny model, burst from the trace at overload)")
+        for router, r in result["live"].items():
+            print(f"  {router:<20} p50 TTFT {r['p50_ttft_s']:.2f}s  p99 TTFT {r['p99_ttft_s']:.2f}s  "
+                  f"completed {r['completed']}/{r['sent']}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")

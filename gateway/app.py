@@ -123,9 +123,13 @@ class GatewayCore:
         steer = await self.steering.steer(body, req.model, req.router, who) \
             if self.steering.active else Steer()
         if steer.hit is not None:
+            took = time.perf_counter() - started
             metrics.record_cache_hit(steer.hit.served_model, who.tenant.name, steer.hit.category,
-                                     steer.hit.tier, time.perf_counter() - started)
-            return self._cached(steer, req)
+                                     steer.hit.tier, took)
+            response = self._cached(steer, req)
+            # Server-Timing: the gateway's own share of a hit (the HTTP proxy hop is extra).
+            response.headers["server-timing"] = f"gateway;dur={took * 1e3:.3f}"
+            return response
         plan = self.completions.plan(req, who, (steer.model, steer.reason) if steer.model else None)
         request.state.model = plan.model
         plan.headers.update(steer.headers)
