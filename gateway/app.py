@@ -21,11 +21,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from cache.config import CacheSpec
 from cache.responses import sse_chunks
 from gateway import metrics
+from gateway import openapi_bodies as bodies
 from gateway.admin import Admin
 from gateway.auth import KeyRing
 from gateway.config import GatewaySpec
 from gateway.errors import APIError, invalid
 from gateway.fleet_view import FleetView
+from gateway.limits import RateLimiter, estimate_tokens
 from gateway.openai_format import SSE_DONE, sse
 from gateway.protocol import ChatCompletionRequest, CompletionRequest, parse_request
 from gateway.service import Completions, ModelCaller, Plan
@@ -100,6 +102,7 @@ class GatewayCore:
         self.spec = GatewaySpec.model_validate(gateway)
         self.model_specs = [ModelSpec.model_validate(m) for m in models]
         self.keys = KeyRing(self.spec)
+        self.limits = RateLimiter(self.spec)
         self.completions = Completions(self.spec, self.model_specs,
                                        ModelCaller(handles, self.spec.request_timeout_s))
         self.handles = handles
@@ -114,12 +117,24 @@ class GatewayCore:
 
     async def handle(self, request: Request, cls: type) -> Response:
         started = time.perf_counter()
-        endpoint = _endpoint(request)
         who = self.keys.caller(request.headers.get("authorization"))
         request.state.tenant = who.tenant.name
         body = await read_json(request, self.spec.limits.max_body_bytes)
         req = parse_request(cls, body)
         self.completions.resolve_model(req.model, who)  # 404 before any work
+        # Rate limits (429) and stream slots: the slot is freed when the response ends.
+        choices = req.n * (len(req.prompts()) if isinstance(req, CompletionRequest) else 1)
+        tokens = estimate_tokens(len(await request.body()), req.sampling().get("max_tokens"), choices)
+        ticket = await self.limits.admit(who.tenant, tokens, req.stream)
+        try:
+            response = await self._serve(request, req, body, who, started)
+        except BaseException:
+            await ticket.release()
+            raise
+        return await ticket.hold(response)
+
+    async def _serve(self, request: Request, req: Any, body: Any, who: Any, started: float) -> Response:
+        endpoint = _endpoint(request)
         steer = await self.steering.steer(body, req.model, req.router, who) \
             if self.steering.active else Steer()
         if steer.hit is not None:
@@ -202,12 +217,12 @@ class GatewayIngress:
             self._started = True
             await self.core.start()
 
-    @app.post("/v1/chat/completions")
+    @app.post("/v1/chat/completions", openapi_extra=bodies.CHAT)
     async def chat_completions(self, request: Request) -> Response:
         await self.__ensure_started()
         return await self.core.handle(request, ChatCompletionRequest)
 
-    @app.post("/v1/completions")
+    @app.post("/v1/completions", openapi_extra=bodies.COMPLETION)
     async def completions(self, request: Request) -> Response:
         await self.__ensure_started()
         return await self.core.handle(request, CompletionRequest)
@@ -227,7 +242,7 @@ class GatewayIngress:
     async def healthz(self) -> dict:
         return {"status": "ok"}
 
-    @app.post("/v1/feedback")
+    @app.post("/v1/feedback", openapi_extra=bodies.FEEDBACK)
     async def feedback(self, request: Request) -> dict:
         return await self.admin.feedback(request)
 
@@ -236,15 +251,15 @@ class GatewayIngress:
         await self.__ensure_started()
         return await self.admin.overview(request)
 
-    @app.post("/admin/v1/replicas/{replica_id}/drain")
+    @app.post("/admin/v1/replicas/{replica_id}/drain", openapi_extra=bodies.DRAIN)
     async def drain(self, replica_id: str, request: Request) -> Response:
         return await self.admin.drain(request, replica_id)
 
-    @app.post("/admin/v1/migrations")
+    @app.post("/admin/v1/migrations", openapi_extra=bodies.MIGRATE)
     async def migrate(self, request: Request) -> Response:
         return await self.admin.migrate(request)
 
-    @app.post("/admin/v1/cache/invalidate")
+    @app.post("/admin/v1/cache/invalidate", openapi_extra=bodies.INVALIDATE)
     async def invalidate(self, request: Request) -> dict:
         return await self.admin.invalidate(request)
 

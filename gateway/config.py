@@ -56,6 +56,14 @@ class GatewaySpec(BaseModel):
     num_replicas: int = Field(1, ge=1)
     # Seconds a request may wait for its first token before it fails with 504.
     request_timeout_s: float = Field(600.0, gt=0)
+    # Per-tenant rate limits (gateway/limits.py): shared through this Redis when set,
+    # otherwise counted per gateway replica in process.
+    limits_redis_url: str | None = None
+    limits_key_prefix: str = "turnout:limits:"
+    # Redis unreachable: admit without limits (true) or refuse with 503 + Retry-After.
+    limits_fail_open: bool = True
+    # A stream's slot expires after this long even if its gateway replica died.
+    limits_stream_lease_s: float = Field(900.0, gt=0)
 
     @field_validator("admin_keys")
     @classmethod

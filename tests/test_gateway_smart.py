@@ -225,3 +225,20 @@ def test_scrape_endpoint_shows_live_metrics_from_every_component(smart_app) -> N
             break
         time.sleep(2)
     assert {n: values.get(n, 0) > 0 for n in want} == dict.fromkeys(want, True), values
+
+
+def test_tenant_rate_limit_answers_429_and_spares_other_tenants(smart_app) -> None:
+    gamma = client(smart_app, "gamma-key")
+    for i in range(2):  # gamma's budget: 2 requests per minute, counted in Redis
+        ask(gamma, f"Count to {i}. {uuid.uuid4().hex[:6]}", max_tokens=4)
+    r = httpx.post(smart_app.openai_base + "/chat/completions", headers={"authorization": "Bearer gamma-key"},
+                   json={"model": "auto", "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]},
+                   timeout=60)
+    assert r.status_code == 429
+    assert 1 <= int(r.headers["retry-after"]) <= 60
+    assert r.json()["error"]["code"] == "rate_limit_exceeded"
+    assert r.json()["error"]["type"] == "rate_limit_error"
+    assert ask(client(smart_app, "alpha-key"), f"Say hi. {uuid.uuid4().hex[:6]}", max_tokens=4).status_code == 200
+    # A tenant key never opens the admin API.
+    stats = httpx.get(smart_app.base + "/admin/v1/cache/stats", headers={"authorization": "Bearer gamma-key"})
+    assert stats.status_code == 401 and stats.json()["error"]["code"] == "invalid_admin_key"
