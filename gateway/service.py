@@ -10,7 +10,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gateway.auth import Caller
@@ -81,6 +81,20 @@ class ModelCaller:
                 active.cancel()  # client went away or we failed: the replica aborts the request
 
 
+def own_request_context() -> None:
+    """Give this task's Ray Serve calls their own internal request id.
+
+    Concurrent handle calls made while serving one ingress request inherit its internal
+    id, and Ray Serve's request router indexes pending requests by that id: the second
+    call is taken for a retry of the first and never routed (with any router that
+    matches by id, like ours). Tasks copy their context, so this stays in the task."""
+    from ray.serve import context
+    from ray.serve._private.utils import generate_request_id
+
+    current = context._get_serve_request_context()
+    context._serve_request_context.set(replace(current, _internal_request_id=generate_request_id()))
+
+
 async def merge(streams: list[AsyncIterator[dict]], offsets: list[int]) -> AsyncIterator[dict]:
     """Merge several prompt streams into one, shifting choice indexes per prompt."""
     if len(streams) == 1:
@@ -90,6 +104,7 @@ async def merge(streams: list[AsyncIterator[dict]], offsets: list[int]) -> Async
     queue: asyncio.Queue = asyncio.Queue()
 
     async def pump(stream: AsyncIterator[dict], offset: int) -> None:
+        own_request_context()
         try:
             async for item in stream:
                 if item["type"] == "chunk":

@@ -23,6 +23,7 @@ from replicas import dispatch
 from replicas.stats import ReplicaStats
 
 CHARS_PER_TOKEN = 4  # rough prompt-size estimate before tokenization
+IN_TRANSIT_MAX_S = 2.0  # a report newer than this always includes what we sent
 
 
 def pinned_replica(pending: PendingRequest | None) -> str | None:
@@ -77,6 +78,10 @@ class FreenessRequestRouter(RequestRouter):
     async def choose_replicas(self, candidate_replicas: list[RunningReplica],
                               pending_request: PendingRequest | None = None
                               ) -> list[list[RunningReplica]]:
+        if pending_request is not None:
+            # We always rank every candidate: if none takes the request, Serve must back
+            # off before asking again instead of spinning (and starving the replies).
+            pending_request.routing_context.should_backoff = True
         if not candidate_replicas:
             return []
         target = pinned_replica(pending_request)
@@ -89,9 +94,14 @@ class FreenessRequestRouter(RequestRouter):
             # A replica that has not reported yet: let Serve's queue-length probe decide.
             return [self.rng.sample(candidate_replicas, min(2, len(candidate_replicas)))]
         priority = request_priority(pending_request)
+        self.block_size = stats[0].block_size
         ranked = dispatch.rank_by_freeness(stats, now, self.rng, priority, self.max_stats_age_s)
-        first = by_id[ranked[0]]
-        block_size = stats[0].block_size
-        self.in_transit.setdefault(ranked[0], []).append(
-            (now, estimate_blocks(pending_request, block_size)))
-        return [[first]] + [[by_id[r]] for r in ranked[1:]]
+        return [[by_id[r]] for r in ranked]
+
+    def on_request_routed(self, pending_request: PendingRequest, replica_id: Any, result: Any) -> None:
+        """Charge the replica with the request until its next stats report includes it."""
+        now = time.time()
+        sent = [(t, b) for t, b in self.in_transit.get(replica_id.unique_id, [])
+                if now - t < IN_TRANSIT_MAX_S]
+        sent.append((now, estimate_blocks(pending_request, getattr(self, "block_size", 16))))
+        self.in_transit[replica_id.unique_id] = sent
