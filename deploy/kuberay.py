@@ -104,8 +104,9 @@ def cluster_config_text(config_text: str, opts: RenderOptions) -> str:
     data = yaml.safe_load(config_text)
     cache = data.setdefault("cache", {}) or {}
     data["cache"] = cache
-    if cache.get("redis_url"):
-        return config_text
+    url = cache.get("redis_url") or ""
+    if url and not any(h in url for h in ("127.0.0.1", "localhost", "[::1]")):
+        return config_text  # a real Redis address: keep it (a loopback one means "this machine")
     cache["redis_url"] = opts.redis_url or opts.cluster_redis_url
     return yaml.safe_dump(data, sort_keys=False)
 

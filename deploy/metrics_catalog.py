@@ -11,7 +11,7 @@ import importlib
 
 from replicas.telemetry import REGISTRY, MetricDef
 
-DEFINITION_MODULES = ("gateway.metrics", "replicas.metrics", "router.live_metrics",
+DEFINITION_MODULES = ("gateway.metrics", "gateway.limits", "replicas.metrics", "router.live_metrics",
                       "cache.metrics", "migration.metrics")
 
 

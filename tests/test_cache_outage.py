@@ -61,8 +61,8 @@ async def test_redis_down_fails_open_and_recovers():
         assert st["tenants"]["t1"]["chat"]["stores_dropped"] == 1
 
         proc = start_redis(port, workdir)  # back, but empty (no persistence)
-        for _ in range(100):
-            if c.stats()["store"]["healthy"]:
+        for _ in range(400):  # healthy first, then the rebuild from the (empty) Redis lands
+            if c.stats()["store"]["healthy"] and c.stats()["total"]["entries"] == 0:
                 break
             await asyncio.sleep(0.05)
         assert c.stats()["store"]["healthy"] is True

@@ -40,6 +40,9 @@ def record_everything() -> int:
     migration.record_completed("tiny-a", "balance", bytes_sent=1 << 20, downtime_s=0.03, duration_s=0.4)
     migration.record_aborted("tiny-a", "drain", "timeout", bytes_sent=4096)
     migration.record_in_flight("tiny-a", 1)
+    from gateway.limits import UNAVAILABLE
+
+    UNAVAILABLE.inc(tenant="acme", outcome="open")
     return 1
 
 
@@ -62,10 +65,13 @@ def test_every_metric_reaches_the_ray_metrics_endpoint(serve_port: int) -> None:
     assert ray.get(ray.remote(num_cpus=0)(record_everything).remote()) == 1
     want = exported_series()
     deadline = time.time() + 45  # workers report every 10 s
+    record = ray.remote(num_cpus=0)(record_everything)
     while True:
         samples = scrape(port)
         if want <= set(samples) or time.time() > deadline:
             break
+        # Ray drops a gauge series nobody set for ~20 s: keep them fresh, as live code does.
+        ray.get(record.remote())
         time.sleep(1)
     assert not want - set(samples), f"missing from the scrape: {sorted(want - set(samples))}"
 
