@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import os
 
+from bench.common import write_json
+
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -128,9 +128,7 @@ def main(argv: list[str] | None = None) -> int:
               "target_p99_ms_10": 0.5, "load_average": os.getloadavg()[0], "results": results}
     print(f"shipped learner (knn): p99 wall {knn[10]['p99_ms']:.3f} ms / cpu {knn[10]['cpu_p99_ms']:.3f} ms "
           f"at 10 models (target < 0.5 ms); wall {knn[100]['p99_ms']:.3f} / cpu {knn[100]['cpu_p99_ms']:.3f} ms at 100")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    write_json(args.json, report)
     return 0
 
 

@@ -18,11 +18,10 @@ JSON keys: {"sim16": {policy: {"p50_ttft_s", "p99_ttft_s", "p99_tpot_s", "comple
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from pathlib import Path
 
+from bench.common import write_json
 from migration.sim.fleet import POLICIES, SimConfig, simulate
 from migration.sim.load import arrival_rate
 from migration.sim.profile import get_profile
@@ -129,9 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         for router, r in result["live"].items():
             print(f"  {router:<20} p50 TTFT {r['p50_ttft_s']:.2f}s  p99 TTFT {r['p99_ttft_s']:.2f}s  "
                   f"completed {r['completed']}/{r['sent']}")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.json, result)
     return 0
 
 
