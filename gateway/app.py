@@ -24,13 +24,14 @@ from gateway import metrics
 from gateway import openapi_bodies as bodies
 from gateway.admin import Admin
 from gateway.auth import KeyRing
+from gateway.caller import ModelCaller
 from gateway.config import GatewaySpec
 from gateway.errors import APIError, invalid
 from gateway.fleet_view import FleetView
 from gateway.limits import RateLimiter, estimate_tokens
 from gateway.openai_format import SSE_DONE, sse
 from gateway.protocol import ChatCompletionRequest, CompletionRequest, parse_request
-from gateway.service import Completions, ModelCaller, Plan
+from gateway.service import Completions, Plan
 from gateway.steering import Steer, Steering
 from replicas.config import ModelSpec
 from router.config import RouterSpec
@@ -103,11 +104,12 @@ class GatewayCore:
         self.model_specs = [ModelSpec.model_validate(m) for m in models]
         self.keys = KeyRing(self.spec)
         self.limits = RateLimiter(self.spec)
-        self.completions = Completions(self.spec, self.model_specs,
-                                       ModelCaller(handles, self.spec.request_timeout_s))
+        self.fleet = FleetView(app_name)
+        caller = ModelCaller(handles, self.spec.request_timeout_s, self.spec.replica_retries,
+                             self.fleet.replicas_up, self.fleet.forget)
+        self.completions = Completions(self.spec, self.model_specs, caller)
         self.handles = handles
         self.rescheduler = rescheduler
-        self.fleet = FleetView(app_name)
         self.steering = Steering(CacheSpec.model_validate(cache or {}),
                                  RouterSpec.model_validate(router or {}), self.model_specs, self.fleet)
         self.started = time.time()

@@ -56,6 +56,8 @@ class GatewaySpec(BaseModel):
     num_replicas: int = Field(1, ge=1)
     # Seconds a request may wait for its first token before it fails with 504.
     request_timeout_s: float = Field(600.0, gt=0)
+    # A replica that dies under a request: retry or resume it elsewhere this many times.
+    replica_retries: int = Field(2, ge=0, le=10)
     # Per-tenant rate limits (gateway/limits.py): shared through this Redis when set,
     # otherwise counted per gateway replica in process.
     limits_redis_url: str | None = None

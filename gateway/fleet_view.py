@@ -18,6 +18,9 @@ from replicas.stats import ReplicaStats
 
 log = logging.getLogger("turnout.gateway")
 
+STALE_S = 3.0  # a view older than this cannot tell whether a model has replicas
+LOST_MEMORY_S = 30.0  # a dead replica's id is never reused; this only bounds the dict
+
 
 class FleetView:
     def __init__(self, app: str | None, period_s: float = 0.1) -> None:
@@ -27,6 +30,7 @@ class FleetView:
         self.updated = 0.0
         self._task: asyncio.Task | None = None
         self._listeners: list[Any] = []
+        self.lost: dict[str, float] = {}  # replica id -> when a request saw it die
 
     def start(self) -> None:
         if self.app is not None and self._task is None:
@@ -46,6 +50,20 @@ class FleetView:
             except Exception as e:  # keep serving with the last view
                 log.warning("fleet stats refresh failed: %s", e)
             await asyncio.sleep(self.period_s)
+
+    def replicas_up(self, model: str) -> int | None:
+        """Replicas of `model` reporting in; None when this view is not fresh enough to say."""
+        if time.time() - self.updated > STALE_S:
+            return None
+        return sum(1 for s in self.raw if s["model"] == model and s["replica_id"] not in self.lost)
+
+    def forget(self, replica_id: str) -> None:
+        """A request saw this replica die: stop counting it before its reports expire."""
+        now = time.time()
+        self.lost = {r: t for r, t in self.lost.items() if now - t < LOST_MEMORY_S}
+        self.lost[replica_id] = now
+        if self.app is not None:
+            get_registry(self.app).remove.remote(replica_id)
 
     def by_model(self) -> dict[str, list[ReplicaStats]]:
         out: dict[str, list[ReplicaStats]] = {}

@@ -62,3 +62,14 @@ def record_error(model: str, tenant: str, endpoint: str, status: int, code: str 
     """A request that failed (bad input, unknown model, timeout, engine error)."""
     REQUESTS.inc(model=model, tenant=tenant, endpoint=endpoint, status=status)
     ERRORS.inc(model=model, tenant=tenant, status=status, code=code or "")
+
+
+FAILOVERS = counter("turnout_gateway_replica_failovers",
+                    "Requests whose replica died under them: retried elsewhere (nothing streamed "
+                    "yet), resumed elsewhere (tokens sent), or failed after the last retry.",
+                    ("model", "outcome"))
+
+
+def record_failover(model: str, outcome: str) -> None:
+    """`outcome`: "retried", "resumed" or "exhausted"."""
+    FAILOVERS.inc(model=model, outcome=outcome)

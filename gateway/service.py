@@ -6,16 +6,16 @@ Kept free of FastAPI so the same code serves the routes, benchmarks and tests.
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.auth import Caller
+from gateway.caller import ModelCaller, merge
 from gateway.config import GatewaySpec
-from gateway.errors import APIError, invalid, model_not_found
+from gateway.errors import invalid, model_not_found
 from gateway.openai_format import SSE_DONE, Assembled, sse
 from gateway.protocol import ChatCompletionRequest, CompletionRequest
 from replicas.config import ModelSpec
@@ -32,103 +32,6 @@ class Plan:
     stream: bool
     include_usage: bool
     headers: dict[str, str] = field(default_factory=dict)
-
-
-class ModelCaller:
-    """Talks to the model deployments; one Ray Serve handle per model."""
-
-    def __init__(self, handles: dict[str, Any], first_item_timeout_s: float) -> None:
-        self.handles = handles
-        self.timeout = first_item_timeout_s
-
-    async def items(self, model: str, payload: dict) -> AsyncIterator[dict]:
-        """Stream replica items for one prompt; the first is "start" or an APIError is raised.
-
-        A request migrated mid-stream ends its source stream with a handoff marker; we
-        follow it to the destination replica, so the caller sees one continuous stream."""
-        handle = self.handles[model].options(stream=True)
-        active = handle.generate.remote(payload)
-        done = False
-        try:
-            first = await asyncio.wait_for(active.__anext__(), self.timeout)
-            if first["type"] == "error":
-                raise APIError(first["status"], first["message"], first.get("param"), first.get("code"))
-            yield first
-            while active is not None:
-                follow = None
-                async for item in active:
-                    handoff = item.get("handoff")
-                    if handoff:
-                        if item["token_ids"]:
-                            yield {**item, "finish_reason": None, "handoff": None}
-                        follow = handle.ext_stream.remote("migration", "stream", handoff["request_id"],
-                                                          replica_id=handoff["replica_id"])
-                        break
-                    if item.get("finish_reason") == "abort":
-                        raise APIError(503, "The request was stopped on its replica before it finished.",
-                                       None, "aborted", {"Retry-After": "1"})
-                    yield item
-                active = follow
-            done = True
-        except StopAsyncIteration:
-            done = True
-            raise APIError(500, "The model replica ended the stream without output.") from None
-        except TimeoutError:
-            raise APIError(504, f"Model '{model}' did not start answering within {self.timeout:.0f} s.",
-                           None, "timeout") from None
-        finally:
-            if not done and active is not None:
-                active.cancel()  # client went away or we failed: the replica aborts the request
-
-
-def own_request_context() -> None:
-    """Give this task's Ray Serve calls their own internal request id.
-
-    Concurrent handle calls made while serving one ingress request inherit its internal
-    id, and Ray Serve's request router indexes pending requests by that id: the second
-    call is taken for a retry of the first and never routed (with any router that
-    matches by id, like ours). Tasks copy their context, so this stays in the task."""
-    from ray.serve import context
-    from ray.serve._private.utils import generate_request_id
-
-    current = context._get_serve_request_context()
-    context._serve_request_context.set(replace(current, _internal_request_id=generate_request_id()))
-
-
-async def merge(streams: list[AsyncIterator[dict]], offsets: list[int]) -> AsyncIterator[dict]:
-    """Merge several prompt streams into one, shifting choice indexes per prompt."""
-    if len(streams) == 1:
-        async for item in streams[0]:
-            yield item
-        return
-    queue: asyncio.Queue = asyncio.Queue()
-
-    async def pump(stream: AsyncIterator[dict], offset: int) -> None:
-        own_request_context()
-        try:
-            async for item in stream:
-                if item["type"] == "chunk":
-                    item = {**item, "index": item["index"] + offset}
-                await queue.put(item)
-        except BaseException as e:  # noqa: BLE001 - forwarded to the consumer
-            await queue.put(e)
-        finally:
-            await queue.put(None)
-
-    tasks = [asyncio.create_task(pump(s, o)) for s, o in zip(streams, offsets, strict=True)]
-    live = len(tasks)
-    try:
-        while live:
-            item = await queue.get()
-            if item is None:
-                live -= 1
-            elif isinstance(item, BaseException):
-                raise item
-            else:
-                yield item
-    finally:
-        for t in tasks:
-            t.cancel()
 
 
 class Completions:

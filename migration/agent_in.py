@@ -17,9 +17,9 @@ from typing import Any
 
 from migration import engine_view
 from migration.config import MigrationSpec
-from migration.detok import ContinuationText
 from migration.protocol import AdmitRequest, kv_params, sampling_from_dict
 from migration.transfer import H_FINAL, ShmStaging, unlink_staging
+from replicas.detok import ContinuationText
 
 log = logging.getLogger(__name__)
 

@@ -19,6 +19,7 @@ from typing import Any
 from ray import serve
 
 from replicas import metrics
+from replicas.detok import ContinuationText
 from replicas.engine import EngineHost
 from replicas.fleet import get_registry
 from replicas.packs import resolve
@@ -139,11 +140,16 @@ class ModelReplica:
         return max_tokens
 
     async def generate(self, req: dict) -> AsyncIterator[dict]:
-        """Stream a request: {"type": "start"} then {"type": "chunk", ...} items."""
+        """Stream a request: {"type": "start"} then {"type": "chunk", ...} items.
+
+        `resume_token_ids` continues a request whose replica died after streaming them:
+        the engine re-prefills prompt + those tokens (the recompute path) and the text of
+        the new tokens is decoded as the first replica would have decoded it."""
+        resumed = list(req.get("resume_token_ids") or [])
         try:
             ids = self._prompt_ids(req)
             sampling = dict(req.get("sampling") or {})
-            sampling["max_tokens"] = self._check_length(len(ids), sampling.get("max_tokens"))
+            sampling["max_tokens"] = self._check_length(len(ids) + len(resumed), sampling.get("max_tokens"))
             params = build_sampling(sampling)
         except RequestRejected as e:
             yield e.as_item()
@@ -151,6 +157,9 @@ class ModelReplica:
         request_id = req["request_id"]
         self._wake.set()
         yield {"type": "start", "prompt_tokens": len(ids), "replica_id": self.replica_id}
+        text = ContinuationText(self.host.tokenizer, ids, resumed, params.skip_special_tokens) \
+            if resumed else None
+        ids = ids + resumed
         tracked = {"sampling": params, "prompt_len": len(ids)}
         try:
             async for chunk in self.host.generate(request_id, ids, params,
@@ -160,6 +169,8 @@ class ModelReplica:
                 if chunk.finish_reason == "abort" and "migration" in self.extensions:
                     # Stopped for a migration: the last item says where the rest comes from.
                     chunk.handoff = await self.extensions["migration"].handoff(request_id)
+                if text is not None:
+                    chunk.text = text.text(chunk.token_ids)
                 yield chunk_item(chunk)
         except (asyncio.CancelledError, GeneratorExit):
             # The caller went away (client disconnect): the engine has aborted it.

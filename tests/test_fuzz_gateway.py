@@ -13,11 +13,12 @@ import pytest
 
 from gateway.app import app
 from gateway.auth import Caller
+from gateway.caller import ModelCaller
 from gateway.config import GatewaySpec, TenantSpec
 from gateway.errors import APIError
 from gateway.limits import estimate_tokens
 from gateway.protocol import ChatCompletionRequest, CompletionRequest, parse_request
-from gateway.service import Completions, ModelCaller
+from gateway.service import Completions
 from replicas.config import ModelSpec
 
 

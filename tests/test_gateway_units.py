@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 
 from gateway.auth import KeyRing
+from gateway.caller import ModelCaller
 from gateway.config import GatewaySpec
 from gateway.errors import APIError
 from gateway.openai_format import Assembled
 from gateway.protocol import ChatCompletionRequest, CompletionRequest, parse_request
-from gateway.service import Completions, ModelCaller
+from gateway.service import Completions
 from replicas.config import ModelSpec
 
 MODELS = [ModelSpec(name="small", source="tiny-llama", engine_args={"max_model_len": 512}),
