@@ -37,7 +37,9 @@ def model_deployment(spec: ModelSpec, cfg: TurnoutConfig) -> Any:
         "ray_actor_options": {"num_cpus": spec.num_cpus, "num_gpus": spec.num_gpus},
         "health_check_period_s": 5,
         "health_check_timeout_s": 30,
-        "graceful_shutdown_timeout_s": 30,
+        # Serve stops routing to a stopping replica, then waits for its requests.
+        "graceful_shutdown_timeout_s": spec.shutdown_grace_s,
+        "graceful_shutdown_wait_loop_s": 0.5,
     }
     if spec.autoscaling:
         a = spec.autoscaling
@@ -73,7 +75,8 @@ def build_application(cfg: TurnoutConfig) -> Application:
                                            cfg.migration.rescheduler_auto)
     ingress = serve.deployment(serve.ingress(app)(GatewayIngress)).options(
         name=GATEWAY_NAME, num_replicas=cfg.gateway.num_replicas,
-        ray_actor_options={"num_cpus": 0}, max_ongoing_requests=1000)
+        ray_actor_options={"num_cpus": 0}, max_ongoing_requests=1000,
+        graceful_shutdown_timeout_s=cfg.gateway.shutdown_grace_s, graceful_shutdown_wait_loop_s=0.5)
     return ingress.bind(cfg.gateway.model_dump(), [m.model_dump() for m in cfg.models], handles,
                         cfg.cache.model_dump(), cfg.router.model_dump(by_alias=True), rescheduler)
 

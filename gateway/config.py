@@ -54,6 +54,8 @@ class GatewaySpec(BaseModel):
     tenants: list[TenantSpec] = Field(default_factory=list)
     limits: LimitsSpec = Field(default_factory=LimitsSpec)
     num_replicas: int = Field(1, ge=1)
+    # A stopping gateway replica finishes its open streams for up to this long.
+    shutdown_grace_s: float = Field(300.0, ge=0)
     # Seconds a request may wait for its first token before it fails with 504.
     request_timeout_s: float = Field(600.0, gt=0)
     # A replica that dies under a request: retry or resume it elsewhere this many times.

@@ -37,6 +37,9 @@ class ModelSpec(BaseModel):
     replicas: int = Field(1, ge=1)
     autoscaling: AutoscalingSpec | None = None
     max_ongoing_requests: int = Field(64, ge=1)
+    # Scale-in, redeploy or shutdown: a stopping replica gets no new requests and
+    # finishes its running ones for up to this long before it is killed.
+    shutdown_grace_s: float = Field(300.0, ge=0)
     # CPU threads the engine may use (OMP); 0 lets vLLM decide.
     cpu_threads: int = Field(1, ge=0)
     # Ray resources per replica (GPU clusters: num_gpus: 1). 0 CPUs: engines share the node.

@@ -4,13 +4,13 @@ empties a replica, and a burst at overload completes with the rescheduler on."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 import httpx
 import pytest
-from openai import AsyncOpenAI
 
+from tests import fleet_helpers
 from tests.conftest import TESTS, deploy_app
+from tests.fleet_helpers import client, stream_text, wait_for
 
 pytestmark = pytest.mark.engine
 ADMIN = {"authorization": "Bearer fleet-admin"}
@@ -29,43 +29,11 @@ def fleet(serve_port: int):
 
 
 def overview(app) -> dict:
-    r = httpx.get(app.base + "/admin/v1/overview", headers=ADMIN, timeout=30)
-    r.raise_for_status()
-    return r.json()
+    return fleet_helpers.overview(app, ADMIN)
 
 
 def replicas(app) -> list[dict]:
-    return overview(app)["models"][0]["replicas"]
-
-
-async def wait_for(cond, timeout: float = 60.0, every: float = 0.2):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = await asyncio.to_thread(cond)
-        if value:
-            return value
-        await asyncio.sleep(every)
-    raise AssertionError("condition not met in time")
-
-
-def client(app) -> AsyncOpenAI:
-    return AsyncOpenAI(base_url=app.openai_base, api_key="unused", max_retries=0, timeout=300)
-
-
-async def stream_text(c: AsyncOpenAI, prompt: str, max_tokens: int, on_chunk=None) -> tuple[str, str, int]:
-    stream = await c.chat.completions.create(
-        model="tiny", stream=True, max_tokens=max_tokens, temperature=0,
-        stream_options={"include_usage": True}, messages=[{"role": "user", "content": prompt}])
-    text, rid, tokens = "", "", 0
-    async for ch in stream:
-        rid = ch.id
-        if ch.usage:
-            tokens = ch.usage.completion_tokens
-        for c_ in ch.choices:
-            text += c_.delta.content or ""
-        if on_chunk:
-            await on_chunk(rid, text)
-    return rid, text, tokens
+    return fleet_helpers.replicas(app, ADMIN)
 
 
 async def test_stream_follows_an_admin_migration_with_identical_text(fleet) -> None:
