@@ -23,11 +23,31 @@ def _fail(msg: str) -> int:
     return 2
 
 
+def preflight(cfg) -> None:
+    """What must hold before anything starts, so it fails here and not at a first request:
+    the router's artifact loads (a missing or corrupt one raises ArtifactError)."""
+    if cfg.router.enabled:
+        from router.artifact import load_predictors
+
+        load_predictors(cfg.router.artifact)
+
+
+def _load_checked(path: str | None):
+    from router.artifact import ArtifactError
+
+    cfg = load_config(path)
+    try:
+        preflight(cfg)
+    except ArtifactError as e:
+        raise ConfigError(f"{path or 'default config'}: router.artifact: {e}") from None
+    return cfg
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from deploy.serve_local import serve_forever
 
     try:
-        cfg = load_config(args.config)
+        cfg = _load_checked(args.config)
     except ConfigError as e:
         return _fail(str(e))
     if args.port:
@@ -39,7 +59,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_config_check(args: argparse.Namespace) -> int:
     try:
-        cfg = load_config(args.file)
+        cfg = _load_checked(args.file)
     except ConfigError as e:
         return _fail(str(e))
     print(f"{args.file}: ok ({len(cfg.models)} models: {', '.join(m.name for m in cfg.models)})")

@@ -81,6 +81,10 @@ class MigrationAgent:
             return result
         if method == "release":
             return self.inbound.release(args["migration_id"])
+        if method == "migrate_out":
+            # From the rescheduler: it reaches a replica Serve is stopping (and no longer
+            # routes to) only through this channel.
+            return await self.migrate_out(**args)
         return {"ok": False, "reason": f"unknown method {method!r}"}
 
     def _count(self, key: str, n: int = 1) -> None:

@@ -3,9 +3,10 @@
 It runs as a one-replica Ray Serve deployment (a Ray actor the app builder creates),
 reads every replica's stats from the app's FleetRegistry, asks the pure
 `plan_migrations` what to move, and tells each source replica's migration agent to move
-the request (a pinned call through the model's deployment handle). Every call has a
-timeout; a migration that fails leaves the request running where it was.
-Admin actions (drain a replica, migrate one request) come through here too.
+the request (over the agents' peer channel). Every call has a timeout; a migration that
+fails leaves the request running where it was. Admin actions (drain a replica, migrate
+one request) come through here too, and so do replicas Serve is stopping (scale-in by
+autoscaling, a smaller replica count, a redeploy): they are drained before they go.
 """
 
 from __future__ import annotations
@@ -16,13 +17,18 @@ import time
 from collections import deque
 from typing import Any
 
+import ray
+
 from migration import metrics
 from migration.config import MigrationSpec
+from migration.peer import peer_call
 from migration.policies import Migration, plan_migrations
 from replicas.fleet import get_registry
 from replicas.stats import ReplicaStats
 
 log = logging.getLogger("turnout.rescheduler")
+
+STOPPING_POLL_S = 1.0  # how often Serve's controller is asked which replicas it stops
 
 
 def stop_to_done_s(rec: dict) -> float:
@@ -48,7 +54,10 @@ class Rescheduler:
             from ray import serve
 
             app = serve.get_replica_context().app_name
+        self.app = app
         self.registry = get_registry(app)
+        self.stopping: set[str] = set()  # replicas Serve is stopping (scale-in, redeploy)
+        self._stopping_checked = 0.0
         self.in_flight: dict[str, Migration] = {}
         self.recent: deque[dict] = deque(maxlen=100)
         self.auto = auto
@@ -72,9 +81,32 @@ class Rescheduler:
             by_model.setdefault(s["model"], []).append(s)
         return by_model
 
+    async def _refresh_stopping(self) -> None:
+        """Ask Serve's controller which replicas it is stopping (about once a second).
+
+        Serve stops routing to a replica the moment it decides to remove it, then waits
+        for its running requests; we drain it instead, so those requests move on now
+        rather than hold the replica (and their clients) until they finish."""
+        if time.monotonic() - self._stopping_checked < STOPPING_POLL_S:
+            return
+        self._stopping_checked = time.monotonic()
+        try:
+            from ray.serve._private.constants import SERVE_CONTROLLER_NAME, SERVE_NAMESPACE
+
+            controller = ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
+            details = await asyncio.wait_for(controller.get_serve_instance_details.remote(),
+                                             self.spec.call_timeout_s)
+        except Exception as e:
+            log.warning("could not read replica states from Serve: %s", e)
+            return
+        deployments = (details.get("applications", {}).get(self.app) or {}).get("deployments", {})
+        self.stopping = {r["replica_id"] for d in deployments.values() for r in d.get("replicas", [])
+                         if r.get("state") == "STOPPING"}
+
     async def tick(self) -> list[Migration]:
         self.ticks += 1
         started: list[Migration] = []
+        await self._refresh_stopping()
         fleet = await self._fleet()
         for model in fleet:
             metrics.record_in_flight(model, sum(1 for m in self.in_flight.values()
@@ -82,6 +114,8 @@ class Rescheduler:
         for model, raw in fleet.items():
             if model not in self.handles or len(raw) < 2:
                 continue
+            # A replica being stopped is drained like one an operator drains.
+            raw = [{**s, "draining": True} if s["replica_id"] in self.stopping else s for s in raw]
             snaps = [ReplicaStats.from_dict(s) for s in raw]
             draining_only = not self.auto
             for m in plan_migrations(snaps, self.spec, time.time(), self.in_flight.values()):
@@ -93,24 +127,26 @@ class Rescheduler:
 
     def _start(self, model: str, m: Migration, raw_by_id: dict[str, dict]) -> bool:
         address = raw_by_id.get(m.destination, {}).get("migration_address")
-        if not address or m.request_id in self.in_flight:
+        source = raw_by_id.get(m.source, {}).get("migration_address")
+        if not address or not source or m.request_id in self.in_flight:
             return False
         self.in_flight[m.request_id] = m
-        task = asyncio.get_running_loop().create_task(self._migrate(model, m, address))
+        task = asyncio.get_running_loop().create_task(self._migrate(model, m, address, source))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return True
 
-    async def _migrate(self, model: str, m: Migration, address: str) -> dict:
+    async def _migrate(self, model: str, m: Migration, address: str, source_address: str) -> dict:
         # Pre-copy runs while the request decodes: allow for it on top of the call timeout.
         budget = self.spec.max_precopy_s + self.spec.stall_timeout_s + 4 * self.spec.call_timeout_s
         started = time.time()
         metrics.record_started(model, m.reason)
         try:
-            rec = await asyncio.wait_for(
-                self.handles[model].ext_call.remote("migration", "migrate_out", m.request_id,
-                                                    m.destination, address, replica_id=m.source),
-                budget)
+            # Straight to the source's agent, not through Serve: a stopping replica is
+            # no longer routable, and it is the one that most needs emptying.
+            rec = await peer_call(source_address, "migrate_out",
+                                  {"request_id": m.request_id, "dest_replica_id": m.destination,
+                                   "dest_address": address}, budget)
         except Exception as e:  # the agent rolls back on its side; we just record it
             rec = {"stage": "failed", "reason": f"{type(e).__name__}: {e}"}
         finally:
@@ -176,7 +212,7 @@ class Rescheduler:
             if request_id in self.in_flight:
                 raise AdminError(f"request {request_id!r} is already migrating", "migration_in_progress", 409)
             self.in_flight[request_id] = m
-            return await self._migrate(model, m, dest["migration_address"])
+            return await self._migrate(model, m, dest["migration_address"], source["migration_address"])
         raise AdminError(f"no running request {request_id!r}", "request_not_found")
 
     def status(self) -> dict:

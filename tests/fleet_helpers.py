@@ -34,10 +34,10 @@ def client(app, api_key: str = "unused") -> AsyncOpenAI:
 
 
 async def stream_text(c: AsyncOpenAI, prompt: str, max_tokens: int, on_chunk=None,
-                      model: str = "tiny") -> tuple[str, str, int]:
+                      model: str = "tiny", extra_body: dict | None = None) -> tuple[str, str, int]:
     """Greedy chat stream: (request id, text, completion tokens from the usage chunk)."""
     stream = await c.chat.completions.create(
-        model=model, stream=True, max_tokens=max_tokens, temperature=0,
+        model=model, stream=True, max_tokens=max_tokens, temperature=0, extra_body=extra_body,
         stream_options={"include_usage": True}, messages=[{"role": "user", "content": prompt}])
     text, rid, tokens = "", "", 0
     async for ch in stream:

@@ -84,3 +84,23 @@ def test_cli_reports_one_line_and_exit_code_2(tmp_path: Path) -> None:
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
     assert "models.a.replicas" in r.stderr
+
+
+@pytest.mark.parametrize("artifact,reason", [("missing.npz", "does not exist"), ("junk.npz", "corrupt")])
+def test_a_bad_router_artifact_fails_before_anything_starts(tmp_path: Path, artifact: str,
+                                                            reason: str) -> None:
+    (tmp_path / "junk.npz").write_bytes(b"not an npz file")
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("models:\n  - {name: a, source: tiny-llama}\n"
+                   f"router: {{enabled: true, artifact: {tmp_path / artifact}}}\n")
+    for argv in (["config", "check", str(cfg)], ["serve", "--config", str(cfg), "--no-block"]):
+        r = subprocess.run([sys.executable, "-m", "deploy.cli", *argv],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2, r.stderr
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and "router.artifact" in lines[0] and reason in lines[0], lines
+    good = tmp_path / "good.yaml"
+    good.write_text("models:\n  - {name: a, source: tiny-llama}\nrouter: {enabled: true}\n")
+    r = subprocess.run([sys.executable, "-m", "deploy.cli", "config", "check", str(good)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr

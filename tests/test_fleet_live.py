@@ -127,3 +127,30 @@ def test_operator_page_shows_the_fleet_and_drains_a_replica(fleet) -> None:
         browser.close()
         httpx.post(fleet.base + f"/admin/v1/replicas/{target}/drain", headers=ADMIN,
                    json={"draining": False}, timeout=30)
+
+
+async def test_scale_in_drains_the_stopping_replica_by_migration(fleet, serve_port: int) -> None:
+    """Serve removes a replica (here: a smaller replica count; autoscaling does the same):
+    the rescheduler migrates its running requests away instead of waiting for them."""
+    c = client(fleet)
+    prompts = [f"request {i}: tell me about the gateway and the replica " * 6 for i in range(6)]
+    references = await asyncio.gather(*(stream_text(c, p, 500) for p in prompts))
+    before = {r["replica_id"] for r in replicas(fleet)}
+    assert len(before) == 3
+    streams = [asyncio.create_task(stream_text(c, p, 500)) for p in prompts]
+    await wait_for(lambda: all(r["running"] for r in replicas(fleet)), timeout=30, every=0.05)
+
+    def scale_to_two(cfg) -> None:
+        cfg.models[0].replicas = 2
+
+    await asyncio.to_thread(deploy_app, TESTS / "fleet.yaml", "fleet", serve_port, scale_to_two)
+    results = await asyncio.gather(*streams)
+    assert [(text, tokens) for _, text, tokens in results] == \
+        [(text, tokens) for _, text, tokens in references]  # nothing lost or repeated
+    after = await wait_for(lambda: (ids := {r["replica_id"] for r in replicas(fleet)}) and len(ids) == 2
+                           and ids, timeout=60)
+    removed = before - after
+    assert len(removed) == 1
+    moved = [m for m in overview(fleet)["migrations"]["recent"]
+             if m["source"] in removed and m["state"] == "completed"]
+    assert moved, overview(fleet)["migrations"]["recent"]

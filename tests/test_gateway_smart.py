@@ -56,6 +56,13 @@ def test_keys_are_required_and_admin_is_separate(smart_app) -> None:
     assert r.status_code == 401
     assert r.json()["error"]["code"] == "invalid_admin_key"
     assert admin(smart_app, "GET", "/admin/v1/overview").status_code == 200
+    # No key at all; a tenant's key on the per-tenant cache stats (admin only).
+    r = httpx.post(smart_app.base + "/v1/chat/completions",
+                   json={"model": "auto", "messages": [{"role": "user", "content": "hi"}]})
+    assert r.status_code == 401 and r.json()["error"]["type"] == "authentication_error"
+    r = httpx.get(smart_app.base + "/admin/v1/cache/stats?tenant=beta",
+                  headers={"authorization": "Bearer alpha-key"})
+    assert r.status_code == 401 and "beta" not in r.text
 
 
 def test_exact_repeat_is_served_from_cache(smart_app) -> None:
