@@ -25,6 +25,7 @@ import uuid
 import numpy as np
 import redis
 
+from bench import common
 from cache.embedder import DIM, shared_embedder
 from cache.index import EntryMeta, VectorIndex
 from cache.redis_store import RedisStore
@@ -45,7 +46,8 @@ def meta(i: int) -> EntryMeta:
 
 
 def pct(xs: list[float]) -> tuple[float, float]:
-    return float(np.percentile(xs, 50)), float(np.percentile(xs, 99))
+    """(p50, p99) of one sample."""
+    return common.pct(xs, 50), common.pct(xs, 99)
 
 
 async def redis_vector_search_available(store: RedisStore) -> bool:

@@ -156,6 +156,8 @@ class Rescheduler:
                  "stage": str(rec.get("stage")), "detail": rec.get("reason", ""),
                  "bytes": rec.get("bytes", 0), "duration_s": round(time.time() - started, 4),
                  "at": started}
+        if event["stage"] == "done":  # the request's pause, for the operator page
+            event["downtime_ms"] = round(stop_to_done_s(rec) * 1e3, 3)
         self.recent.append(event)
         self.registry.record_event.remote(event)
         if event["stage"] == "done":

@@ -210,7 +210,9 @@ async def test_redis_stopped_and_restarted_under_traffic(faults, redis_server) -
         r = await c.chat.completions.with_raw_response.create(
             model="tiny", max_tokens=8, temperature=0,
             messages=[{"role": "user", "content": QUESTIONS[i]}])
-        return r.parse().choices[0].message.content, r.headers["x-turnout-cache"]
+        choice = r.parse().choices[0]
+        assert choice.finish_reason in ("stop", "length")  # a whole answer (random weights: any text)
+        return choice.message.content, r.headers["x-turnout-cache"]
 
     before = [await ask(i) for i in range(3)]
     assert all(tier == "miss" for _, tier in before)
@@ -222,7 +224,7 @@ async def test_redis_stopped_and_restarted_under_traffic(faults, redis_server) -
     await asyncio.sleep(0.05)
     redis_server.stop()
     during = await asyncio.gather(*traffic, *[ask(i) for i in range(13, 18)])
-    assert len(during) == 15 and all(text for text, _ in during)
+    assert len(during) == 15 and all(tier == "miss" or tier.startswith("hit") for _, tier in during)
     await wait_for(lambda: not cache_stats(faults)["store"]["healthy"], timeout=30)
     assert all(tier == "miss" for _, tier in [await ask(i) for i in range(3)])
 
