@@ -226,14 +226,16 @@ def leftover_kv(app_base: str) -> int:
 
 def main() -> None:
     p = parser(__doc__.split("\n")[0])
-    p.add_argument("--minutes", type=float, help="soak length (default 10, or 1 with --quick)")
+    p.add_argument("--minutes", type=float, help="soak length (default 10; 40 s with --quick)")
     args = p.parse_args()
+    if args.minutes is not None and args.minutes <= 0:
+        raise SystemExit("bench.load: --minutes must be positive")
     from ray import serve
 
     from deploy.app import build_application
     from replicas.fleet import kill_registry
 
-    soak_s = 60 * (args.minutes if args.minutes else (1 if args.quick else 10))
+    soak_s = 60 * args.minutes if args.minutes else (40 if args.quick else 600)
     base_s, cap_s = (10, 15) if args.quick else (30, 45)
     rng = random.Random(7)
     port = free_port()

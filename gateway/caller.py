@@ -73,6 +73,8 @@ class ModelCaller:
                  replicas_up: Callable[[str], int | None] | None = None,
                  on_lost: Callable[[str], None] | None = None) -> None:
         self.handles = handles
+        # Streaming handles made once: options() builds a new handle on every call.
+        self.streaming = {m: h.options(stream=True) for m, h in handles.items()}
         self.timeout = first_item_timeout_s
         self.retries = retries
         # How many replicas of a model report in (None: unknown), and who to tell of a death.
@@ -132,7 +134,7 @@ class ModelCaller:
 
         A request migrated mid-stream ends its source stream with a handoff marker; we
         follow it to the destination replica."""
-        handle = self.handles[model].options(stream=True)
+        handle = self.streaming[model]
         active = handle.generate.remote(payload)
         done = False
         try:

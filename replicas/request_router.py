@@ -24,6 +24,7 @@ from replicas.stats import ReplicaStats
 
 CHARS_PER_TOKEN = 4  # rough prompt-size estimate before tokenization
 IN_TRANSIT_MAX_S = 2.0  # a report newer than this always includes what we sent
+IN_REPORT_S = 0.15  # a report this soon after a send may have been taken before it arrived
 
 
 def pinned_replica(pending: PendingRequest | None) -> str | None:
@@ -58,16 +59,18 @@ class FreenessRequestRouter(RequestRouter):
     def initialize_state(self, max_stats_age_s: float = dispatch.MAX_STATS_AGE_S, **_: Any) -> None:
         self.max_stats_age_s = max_stats_age_s
         self.rng = random.Random()
-        # replica id -> [(sent_at, blocks)] for requests sent since its last stats report.
-        self.in_transit: dict[str, list[tuple[float, int]]] = {}
+        # replica id -> {request key: (charged_at, blocks)}: requests sent (or about to be)
+        # since its last stats report.
+        self.in_transit: dict[str, dict[int, tuple[float, int]]] = {}
+        self.charged_to: dict[int, str] = {}  # request key -> replica charged
 
     def _stats(self, replica: RunningReplica, now: float) -> ReplicaStats | None:
         raw = replica.routing_stats
         if not raw or "replica_id" not in raw:
             return None
         stats = ReplicaStats.from_dict(raw)
-        sent = [(t, b) for t, b in self.in_transit.get(stats.replica_id, []) if t > stats.timestamp]
-        self.in_transit[stats.replica_id] = sent
+        charges = self.in_transit.get(stats.replica_id, {})
+        sent = [(t, b) for t, b in charges.values() if t > stats.timestamp or now - t < IN_REPORT_S]
         if not sent:
             return stats
         # Requests we sent after the report are queued there as far as we know.
@@ -96,12 +99,31 @@ class FreenessRequestRouter(RequestRouter):
         priority = request_priority(pending_request)
         self.block_size = stats[0].block_size
         ranked = dispatch.rank_by_freeness(stats, now, self.rng, priority, self.max_stats_age_s)
+        # Charge the first choice now: a burst is ranked before any of it is routed, and
+        # charging only once routed would send the whole burst to the same replica.
+        self._charge(pending_request, ranked[0], now)
         return [[by_id[r]] for r in ranked]
 
+    def _charge(self, pending: PendingRequest | None, replica_id: str, now: float) -> None:
+        """Count `pending` against `replica_id` (moving it if charged elsewhere before)."""
+        if pending is None:
+            return
+        key = id(pending)
+        old = self.charged_to.get(key)
+        if old is not None and old != replica_id:
+            self.in_transit.get(old, {}).pop(key, None)
+        blocks = estimate_blocks(pending, getattr(self, "block_size", 16))
+        self.in_transit.setdefault(replica_id, {})[key] = (now, blocks)
+        self.charged_to[key] = replica_id
+        self._expire(now)
+
+    def _expire(self, now: float) -> None:
+        for rid, charges in self.in_transit.items():
+            for key in [k for k, (t, _) in charges.items() if now - t > IN_TRANSIT_MAX_S]:
+                del charges[key]
+                if self.charged_to.get(key) == rid:
+                    del self.charged_to[key]
+
     def on_request_routed(self, pending_request: PendingRequest, replica_id: Any, result: Any) -> None:
-        """Charge the replica with the request until its next stats report includes it."""
-        now = time.time()
-        sent = [(t, b) for t, b in self.in_transit.get(replica_id.unique_id, [])
-                if now - t < IN_TRANSIT_MAX_S]
-        sent.append((now, estimate_blocks(pending_request, getattr(self, "block_size", 16))))
-        self.in_transit[replica_id.unique_id] = sent
+        """Keep the charge on the replica that took the request until a report includes it."""
+        self._charge(pending_request, replica_id.unique_id, time.time())

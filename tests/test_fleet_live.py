@@ -138,6 +138,11 @@ async def test_scale_in_drains_the_stopping_replica_by_migration(fleet, serve_po
     references = await asyncio.gather(*(stream_text(c, p, 500) for p in prompts))
     before = {r["replica_id"] for r in replicas(fleet)}
     assert len(before) == 3
+    for rid in before:  # earlier tests drained one; every replica takes requests again
+        httpx.post(fleet.base + f"/admin/v1/replicas/{rid}/drain", headers=ADMIN,
+                   json={"draining": False}, timeout=30)
+    await wait_for(lambda: not any(r["draining"] for r in replicas(fleet)))
+    await asyncio.sleep(0.5)  # the routers' stats catch up (0.1 s period)
     streams = [asyncio.create_task(stream_text(c, p, 500)) for p in prompts]
     await wait_for(lambda: all(r["running"] for r in replicas(fleet)), timeout=30, every=0.05)
 
