@@ -34,6 +34,12 @@ def replica_lost(e: BaseException) -> bool:
     return any(c.__name__ in ("EngineDeadError", "EngineGenerateError") for c in type(e).__mro__)
 
 
+def raise_if_error(item: dict) -> None:
+    """A replica refused the request (bad input it alone can see): an OpenAI error."""
+    if item["type"] == "error":
+        raise APIError(item["status"], item["message"], item.get("param"), item.get("code"))
+
+
 def unavailable(model: str, why: str) -> APIError:
     return APIError(503, f"Model '{model}' has no healthy replica right now ({why}). Retry shortly.",
                     None, "model_unavailable", {"Retry-After": "5"})
@@ -60,11 +66,14 @@ class Progress:
 def resumed_payload(payload: dict, sent: list[int], suffix: str) -> dict:
     """One choice continued after `sent`: the same request with its budgets reduced."""
     sampling = dict(payload["sampling"], n=1)
+    extra = {}
     if sampling.get("max_tokens") is not None:
         sampling["max_tokens"] -= len(sent)
+    elif payload.get("max_tokens_cap") is not None:
+        extra["max_tokens_cap"] = max(1, payload["max_tokens_cap"] - len(sent))
     if sampling.get("min_tokens"):
         sampling["min_tokens"] = max(0, sampling["min_tokens"] - len(sent))
-    return {**payload, "sampling": sampling, "resume_token_ids": list(sent),
+    return {**payload, **extra, "sampling": sampling, "resume_token_ids": list(sent),
             "request_id": payload["request_id"] + suffix}
 
 
@@ -139,8 +148,7 @@ class ModelCaller:
         done = False
         try:
             first = await asyncio.wait_for(active.__anext__(), self.timeout)
-            if first["type"] == "error":
-                raise APIError(first["status"], first["message"], first.get("param"), first.get("code"))
+            raise_if_error(first)
             resumed = progress.started
             progress.see(first)
             if not resumed:
@@ -158,6 +166,7 @@ class ModelCaller:
                         follow = handle.ext_stream.remote("migration", "stream", handoff["request_id"],
                                                           replica_id=handoff["replica_id"])
                         break
+                    raise_if_error(item)
                     if item.get("finish_reason") == "abort":
                         raise APIError(503, "The request was stopped on its replica before it finished.",
                                        None, "aborted", {"Retry-After": "1"})

@@ -63,6 +63,18 @@ class _Common(BaseModel):
     def _stop(cls, v: str | list[str] | None) -> str | list[str] | None:
         if isinstance(v, list) and len(v) > 4:
             raise ValueError("at most 4 stop sequences are allowed")
+        if v == "" or (isinstance(v, list) and "" in v):
+            raise ValueError("stop sequences must not be empty")
+        return v
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _logit_bias(cls, v: dict[str, float] | None) -> dict[str, float] | None:
+        for token, bias in (v or {}).items():
+            if not token.isascii() or not token.isdigit():
+                raise ValueError(f"keys must be token ids (integers as strings), got {token!r}")
+            if not -100 <= bias <= 100:
+                raise ValueError(f"biases must be between -100 and 100, got {bias}")
         return v
 
     def sampling(self) -> dict[str, Any]:

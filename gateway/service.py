@@ -74,7 +74,10 @@ class Completions:
         self.check_limits(req, self.models[model])
         sampling = req.sampling()
         priority = req.priority if req.priority is not None else who.tenant.priority
-        base = {"sampling": sampling, "priority": priority, "tenant": who.tenant.name}
+        # Without max_tokens a request may run to the end of the context, but never past
+        # the configured limit.
+        base = {"sampling": sampling, "priority": priority, "tenant": who.tenant.name,
+                "max_tokens_cap": self.spec.limits.max_tokens}
         if isinstance(req, ChatCompletionRequest):
             messages = [m.model_dump(exclude_none=True) for m in req.messages]
             for m in messages:

@@ -124,14 +124,16 @@ class ModelReplica:
                 raise RequestRejected(f"messages could not be rendered: {e}", "messages") from None
         return self.host.encode(req.get("prompt", ""))
 
-    def _check_length(self, prompt_len: int, max_tokens: int | None) -> int:
+    def _check_length(self, prompt_len: int, max_tokens: int | None, cap: int | None = None) -> int:
+        """The completion budget: `max_tokens`, or without one what the context leaves
+        (at most `cap`, the gateway's configured limit)."""
         limit = self.host.max_model_len
         if prompt_len >= limit:
             raise RequestRejected(
                 f"This model's maximum context length is {limit} tokens; the prompt has "
                 f"{prompt_len} tokens.", "messages", code="context_length_exceeded")
         if max_tokens is None:
-            return limit - prompt_len
+            return max(1, min(limit - prompt_len, cap if cap is not None else limit))
         if prompt_len + max_tokens > limit:
             raise RequestRejected(
                 f"This model's maximum context length is {limit} tokens; the prompt has "
@@ -149,7 +151,8 @@ class ModelReplica:
         try:
             ids = self._prompt_ids(req)
             sampling = dict(req.get("sampling") or {})
-            sampling["max_tokens"] = self._check_length(len(ids) + len(resumed), sampling.get("max_tokens"))
+            sampling["max_tokens"] = self._check_length(len(ids) + len(resumed), sampling.get("max_tokens"),
+                                                        req.get("max_tokens_cap"))
             params = build_sampling(sampling)
         except RequestRejected as e:
             yield e.as_item()
@@ -161,6 +164,7 @@ class ModelReplica:
             if resumed else None
         ids = ids + resumed
         tracked = {"sampling": params, "prompt_len": len(ids)}
+        answered = False
         try:
             async for chunk in self.host.generate(request_id, ids, params,
                                                   kv_transfer_params=req.get("kv_transfer_params"),
@@ -171,7 +175,14 @@ class ModelReplica:
                     chunk.handoff = await self.extensions["migration"].handoff(request_id)
                 if text is not None:
                     chunk.text = text.text(chunk.token_ids)
+                answered = True
                 yield chunk_item(chunk)
+        except ValueError as e:
+            if answered:
+                raise
+            # The engine's own input checks (vLLM raises ValueError subclasses): the
+            # caller's fault, answered as a 400 rather than a failed stream.
+            yield RequestRejected(str(e).split("\n")[0]).as_item()
         except (asyncio.CancelledError, GeneratorExit):
             # The caller went away (client disconnect): the engine has aborted it.
             self.aborted += 1

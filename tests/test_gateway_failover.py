@@ -155,5 +155,6 @@ def test_replica_lost_and_progress() -> None:
     for item in (start("r9"), chunk([1, 2]), chunk([3], finish="stop")):
         prog.see(item)
     assert prog.replica_id == "r9" and prog.tokens == {0: [1, 2, 3]} and prog.finished == {0}
-    unbounded = resumed_payload(payload(max_tokens=None), [1], "-x")
+    unbounded = resumed_payload({**payload(max_tokens=None), "max_tokens_cap": 100}, [1, 2], "-x")
     assert unbounded["sampling"]["max_tokens"] is None and unbounded["request_id"] == "req-x"
+    assert unbounded["max_tokens_cap"] == 98  # the configured limit still bounds the whole answer

@@ -43,6 +43,15 @@ def test_parse_names_first_bad_parameter() -> None:
     assert e.value.param == "stop"
 
 
+@pytest.mark.parametrize("field,value", [("stop", ["ok", ""]), ("stop", ""), ("logit_bias", {"abc": 1}),
+                                         ("logit_bias", {"12": 101}), ("logit_bias", {"-3": 1})])
+def test_inputs_the_engine_would_choke_on_are_400s_naming_the_field(field: str, value: object) -> None:
+    """Found by the HTTP fuzz: these reached vLLM and came back as 500s."""
+    with pytest.raises(APIError) as e:
+        parse_request(CompletionRequest, {"model": "x", "prompt": "a", field: value})
+    assert (e.value.status, e.value.param) == (400, field)
+
+
 def test_sampling_maps_openai_fields() -> None:
     s = chat_req(max_completion_tokens=7, logprobs=True, top_logprobs=3, seed=5, stop="x",
                  response_format={"type": "json_object"}).sampling()
@@ -93,6 +102,9 @@ def test_plan_carries_priority_and_headers() -> None:
     assert c.plan(chat_req(priority=1), who).payloads[0]["priority"] == 1
     multi = c.plan(parse_request(CompletionRequest, {"model": "big", "prompt": ["a", "b", "c"]}), who)
     assert [p["prompt"] for p in multi.payloads] == ["a", "b", "c"]
+    # No max_tokens: the replica may fill the context, but never past the configured limit.
+    capped = completions(limits={"max_tokens": 64}).plan(chat_req(), who)
+    assert capped.payloads[0]["max_tokens_cap"] == 64 and "max_tokens" not in capped.payloads[0]["sampling"]
 
 
 def test_keyring_requires_and_checks_keys() -> None:
