@@ -124,10 +124,13 @@ class GatewayCore:
         body = await read_json(request, self.spec.limits.max_body_bytes)
         req = parse_request(cls, body)
         self.completions.resolve_model(req.model, who)  # 404 before any work
+        read = time.perf_counter()
         # Rate limits (429) and stream slots: the slot is freed when the response ends.
         choices = req.n * (len(req.prompts()) if isinstance(req, CompletionRequest) else 1)
         tokens = estimate_tokens(len(await request.body()), req.sampling().get("max_tokens"), choices)
         ticket = await self.limits.admit(who.tenant, tokens, req.stream)
+        request.state.timings_ms = {"read": (read - started) * 1e3,
+                                    "admit": (time.perf_counter() - read) * 1e3}
         try:
             response = await self._serve(request, req, body, who, started)
         except BaseException:
@@ -145,7 +148,9 @@ class GatewayCore:
                                      steer.hit.tier, took)
             response = self._cached(steer, req)
             # Server-Timing: the gateway's own share of a hit (the HTTP proxy hop is extra).
-            response.headers["server-timing"] = f"gateway;dur={took * 1e3:.3f}"
+            steps = {**request.state.timings_ms, **steer.timings_ms}
+            response.headers["server-timing"] = ", ".join(
+                [f"gateway;dur={took * 1e3:.3f}"] + [f"{k};dur={v:.3f}" for k, v in steps.items()])
             return response
         plan = self.completions.plan(req, who, (steer.model, steer.reason) if steer.model else None)
         request.state.model = plan.model

@@ -52,6 +52,7 @@ class Steer:
     params: dict | None = None
     question: str = ""
     best_model: str | None = None  # the candidate of best predicted quality (for savings)
+    timings_ms: dict[str, float] = field(default_factory=dict)  # steps, for Server-Timing
 
 
 class Steering:
@@ -105,19 +106,23 @@ class Steering:
         if self.cache:
             t = time.perf_counter()
             s.hit = await self.cache.lookup_exact(tenant, s.key, s.params)
+            s.timings_ms["exact"] = (time.perf_counter() - t) * 1e3
             if s.hit:
                 cache_metrics.record_lookup(tenant, s.hit.category, "exact", time.perf_counter() - t)
                 return s
         routed = self.router is not None and requested == "auto"
         if self.cache is None and not routed:
             return s
+        t = time.perf_counter()
         s.embedding = await self.batcher.embed(s.question)
         s.category = self.classify(s.embedding)
+        s.timings_ms["embed"] = (time.perf_counter() - t) * 1e3
         if self.cache:
             t = time.perf_counter()
             s.hit = await self.cache.lookup(tenant, requested, s.category, s.embedding, s.key, s.params)
-            cache_metrics.record_lookup(tenant, s.category, s.hit.tier if s.hit else None,
-                                        time.perf_counter() - t)
+            took = time.perf_counter() - t
+            s.timings_ms["lookup"] = took * 1e3
+            cache_metrics.record_lookup(tenant, s.category, s.hit.tier if s.hit else None, took)
             if s.hit:
                 return s
         if routed:
