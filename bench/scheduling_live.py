@@ -50,7 +50,11 @@ def config(arm: dict, replicas: int):
 
 
 async def replay(base: str, requests: list[tuple[float, int, int]]) -> list[float]:
-    client = AsyncOpenAI(base_url=base, api_key="unused", max_retries=0, timeout=600)
+    async with AsyncOpenAI(base_url=base, api_key="unused", max_retries=0, timeout=600) as client:
+        return await _replay(client, requests)
+
+
+async def _replay(client: AsyncOpenAI, requests: list[tuple[float, int, int]]) -> list[float]:
     t0 = time.perf_counter()
 
     async def one(at: float, words: int, out: int) -> float:
