@@ -64,6 +64,8 @@ class Completions:
                 f"{min(lim.max_tokens, spec.max_model_len)} completion tokens.", "max_tokens")
         if req.n > lim.max_n:
             raise invalid(f"n is too large: {req.n}; at most {lim.max_n}.", "n")
+        if req.n > 1 and req.temperature == 0:
+            raise invalid("n must be 1 with temperature 0: greedy choices would all be the same.", "n")
         if isinstance(req, ChatCompletionRequest) and len(req.messages) > lim.max_messages:
             raise invalid(f"Too many messages: {len(req.messages)}; at most {lim.max_messages}.",
                           "messages")

@@ -65,8 +65,15 @@ def build_sampling(sampling: dict) -> Any:
             kwargs["structured_outputs"] = StructuredOutputsParams(json_object=True)
     try:
         return SamplingParams(**kwargs)
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, client_errors()) as e:
         raise RequestRejected(str(e).split("\n")[0]) from None
+
+
+def client_errors() -> type[Exception]:
+    """vLLM's "the request is wrong" errors (4xx), which are not ValueErrors."""
+    from vllm.exceptions import VLLMClientError
+
+    return VLLMClientError
 
 
 class ModelReplica:
@@ -177,11 +184,11 @@ class ModelReplica:
                     chunk.text = text.text(chunk.token_ids)
                 answered = True
                 yield chunk_item(chunk)
-        except ValueError as e:
+        except (ValueError, client_errors()) as e:
             if answered:
                 raise
-            # The engine's own input checks (vLLM raises ValueError subclasses): the
-            # caller's fault, answered as a 400 rather than a failed stream.
+            # The engine's own input checks: the caller's fault, answered as a 400 rather
+            # than a failed stream.
             yield RequestRejected(str(e).split("\n")[0]).as_item()
         except (asyncio.CancelledError, GeneratorExit):
             # The caller went away (client disconnect): the engine has aborted it.

@@ -78,6 +78,10 @@ def test_model_resolution_and_tenant_allow_list() -> None:
 def test_limits_use_the_model_context_and_config() -> None:
     c = completions(limits={"max_tokens": 1000, "max_n": 2, "max_messages": 2})
     who = KeyRing(c.spec).caller(None)
+    with pytest.raises(APIError) as e:  # found by the HTTP fuzz: vLLM refused it as a 500
+        c.plan(chat_req(n=2, temperature=0), who)
+    assert (e.value.status, e.value.param) == (400, "n")
+    assert len(c.plan(chat_req(n=2, temperature=0.5), who).payloads) == 1
     with pytest.raises(APIError) as e:
         c.plan(chat_req(max_tokens=513), who)  # small's context is 512
     assert e.value.param == "max_tokens"
