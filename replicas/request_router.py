@@ -36,6 +36,13 @@ def pinned_replica(pending: PendingRequest | None) -> str | None:
     return target
 
 
+def request_key(pending: PendingRequest) -> str | int:
+    """One request across its routing attempts: Serve's internal id (unique per call,
+    see gateway/caller.py's own_request_context), else the object (its id may be reused
+    once it is gone, so only as a fallback)."""
+    return getattr(getattr(pending, "metadata", None), "internal_request_id", None) or id(pending)
+
+
 def request_priority(pending: PendingRequest | None) -> int:
     if pending is not None and pending.args and isinstance(pending.args[0], dict):
         return int(pending.args[0].get("priority") or 0)
@@ -61,8 +68,8 @@ class FreenessRequestRouter(RequestRouter):
         self.rng = random.Random()
         # replica id -> {request key: (charged_at, blocks)}: requests sent (or about to be)
         # since its last stats report.
-        self.in_transit: dict[str, dict[int, tuple[float, int]]] = {}
-        self.charged_to: dict[int, str] = {}  # request key -> replica charged
+        self.in_transit: dict[str, dict[str | int, tuple[float, int]]] = {}
+        self.charged_to: dict[str | int, str] = {}  # request key -> replica charged
 
     def _stats(self, replica: RunningReplica, now: float) -> ReplicaStats | None:
         raw = replica.routing_stats
@@ -108,7 +115,7 @@ class FreenessRequestRouter(RequestRouter):
         """Count `pending` against `replica_id` (moving it if charged elsewhere before)."""
         if pending is None:
             return
-        key = id(pending)
+        key = request_key(pending)
         old = self.charged_to.get(key)
         if old is not None and old != replica_id:
             self.in_transit.get(old, {}).pop(key, None)

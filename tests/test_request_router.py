@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from types import SimpleNamespace
 
 from replicas.request_router import FreenessRequestRouter
@@ -19,6 +20,7 @@ def replica(rid: str, **stats) -> SimpleNamespace:
 
 def pending(prompt: str = "hello " * 40, **extra) -> SimpleNamespace:
     return SimpleNamespace(args=[{"prompt": prompt, **extra}], kwargs={},
+                           metadata=SimpleNamespace(internal_request_id=uuid.uuid4().hex),
                            routing_context=SimpleNamespace(should_backoff=False))
 
 
