@@ -81,7 +81,6 @@ class ModelCaller:
     def __init__(self, handles: dict[str, Any], first_item_timeout_s: float, retries: int = 2,
                  replicas_up: Callable[[str], int | None] | None = None,
                  on_lost: Callable[[str], None] | None = None) -> None:
-        self.handles = handles
         # Streaming handles made once: options() builds a new handle on every call.
         self.streaming = {m: h.options(stream=True) for m, h in handles.items()}
         self.timeout = first_item_timeout_s
