@@ -7,36 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
-import subprocess
 import tempfile
 
 import pytest
 from cache_helpers import answer, keyed, make, prefix, spec, unit
 
+from tests.conftest import free_port
+from tests.redis_server import start_redis
+
 pytestmark = [pytest.mark.timeout(60),
               pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_redis(port: int, workdir: str) -> subprocess.Popen:
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", workdir],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-            return proc
-        except OSError:
-            import time
-
-            time.sleep(0.05)
-    raise RuntimeError("redis-server did not start")
 
 
 async def test_redis_down_fails_open_and_recovers():

@@ -15,7 +15,7 @@ from openai import APIStatusError
 
 from tests.conftest import TESTS, deploy_app, free_port
 from tests.fleet_helpers import client, kill_replica, replicas, stream_text, wait_for
-from tests.test_cache_outage import start_redis
+from tests.redis_server import start_redis
 
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(300)]
 ADMIN = {"authorization": "Bearer faults-admin"}

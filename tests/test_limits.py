@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import subprocess
-import time
+import tempfile
 import uuid
 
 import pytest
@@ -16,6 +15,7 @@ from gateway.config import GatewaySpec, TenantSpec
 from gateway.errors import APIError
 from gateway.limits import DEFAULT_COMPLETION_TOKENS, RETRY_S, RateLimiter, estimate_tokens
 from tests.conftest import free_port
+from tests.redis_server import start_redis
 
 REDIS = "redis://127.0.0.1:6379/0"
 
@@ -177,27 +177,10 @@ async def test_redis_down_fails_closed_when_configured() -> None:
         await lim.close()
 
 
-def _redis_server(port: int) -> subprocess.Popen:
-    proc = subprocess.Popen([shutil.which("redis-server"), "--port", str(port), "--save", "",
-                             "--appendonly", "no", "--bind", "127.0.0.1"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    client = redis.Redis(port=port)
-    deadline = time.time() + 10
-    while True:
-        try:
-            client.ping()
-            return proc
-        except redis.ConnectionError:
-            if time.time() > deadline:
-                proc.kill()
-                raise
-            time.sleep(0.05)
-
-
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs the redis-server binary")
 async def test_limits_come_back_when_redis_returns() -> None:
     port = free_port()
-    server = _redis_server(port)
+    server = start_redis(port, tempfile.mkdtemp())
     lim = RateLimiter(GatewaySpec(limits_redis_url=f"redis://127.0.0.1:{port}/0", limits_fail_open=False))
     t = tenant(requests_per_minute=2)
     try:
@@ -205,7 +188,7 @@ async def test_limits_come_back_when_redis_returns() -> None:
         server.terminate()
         server.wait(10)
         assert (await refused(lim, t)).status == 503
-        server = _redis_server(port)  # restarted empty: a fresh budget
+        server = start_redis(port, tempfile.mkdtemp())  # restarted empty: a fresh budget
         await asyncio.sleep(RETRY_S + 0.1)
         await lim.admit(t, 1, False)
         await lim.admit(t, 1, False)
