@@ -8,6 +8,9 @@ decodes on r0 and is migrated to r1 after a few tokens:
 for KV migration (this package) and recompute migration (re-prefill at r1), same run.
 Decode slowdown: mean inter-token time of other requests decoding on the source during
 KV migrations of the longest request, against the same requests with no migration.
+Measured twice: with the source engine alone on core 0 and the destination engine and
+this process on core 1 (as if on separate hosts: what the migration itself costs the
+source), and with all of them sharing both cores (what this 2-core box costs on top).
 
     python -m bench.migration [--quick] [--json PATH]
 """
@@ -77,10 +80,15 @@ async def slowdown(agents, length: int, repeats: int, mode: str = "kv") -> tuple
         return runs, tasks
 
     def gaps(runs: list, start: float, end: float) -> list[float]:
+        """Per-token decode time from engine-core timestamps (not client arrival, which on
+        this box waits for whatever else shares the client's core). A window's tokens are
+        timed from the last token before it, so a stalled step that straddles the start counts."""
         out = []
         for r in runs:
-            ts = [t for t in r.times if start <= t <= end]
-            out += [b - a for a, b in zip(ts, ts[1:], strict=False) if b > a]
+            before = [t for t in r.engine_times if t < start]
+            inside = [t for t in r.engine_times if start <= t <= end]
+            if before and inside:
+                out += [(inside[-1] - before[-1]) / len(inside)] * len(inside)
         return out
 
     during, quiet = [], []
@@ -91,12 +99,12 @@ async def slowdown(agents, length: int, repeats: int, mode: str = "kv") -> tuple
         rid = f"s{k}"
         mt = asyncio.create_task(client(agents, "r0", rid, prompt(length, 7 + k), sampling(400), mover))
         await until(mover, 4)
-        t0 = time.perf_counter()
+        t0 = time.monotonic()
         await asyncio.sleep(1.0)
-        quiet += gaps(runs, t0, time.perf_counter())
-        t1 = time.perf_counter()
+        quiet += gaps(runs, t0, time.monotonic())
+        t1 = time.monotonic()
         rec = await agents["r0"].migrate_out(rid, "r1", agents["r1"].address(), mode)
-        t2 = time.perf_counter()
+        t2 = time.monotonic()
         during += gaps(runs, t1, t2)
         assert rec["stage"] == "done", rec
         await mt
@@ -111,6 +119,27 @@ async def slowdown(agents, length: int, repeats: int, mode: str = "kv") -> tuple
              f"{d * 1e3:.2f} (n={len(during)}); extra delay per other request per migration "
              f"{extra_ms:.1f} ms")
     return d / q - 1.0, extra_ms
+
+
+def pin(pids: list[int], cpus: set[int]) -> None:
+    """Pin every thread of these processes (and of their children) to `cpus`."""
+    for pid in pids:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            os.sched_setaffinity(int(task), cpus)
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            pin([int(c) for c in f.read().split()], cpus)
+
+
+def isolate(hosts, on: bool) -> bool:
+    """Source engine alone on core 0, destination and this process on core 1 (on=True);
+    everything on every core (on=False). Returns whether pinning was possible."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if on and len(cpus) < 2:
+        return False
+    src, rest = ({cpus[0]}, set(cpus[1:])) if on else (set(cpus), set(cpus))
+    pin(hosts[0].core_pids(), src)
+    pin(hosts[1].core_pids() + [os.getpid()], rest)
+    return True
 
 
 async def main_async(quick: bool) -> dict:
@@ -143,13 +172,16 @@ async def main_async(quick: bool) -> dict:
                 results[mode][str(length)] = {
                     k: statistics.median(r[k] for r in runs) for k in ("downtime_ms", "total_ms")}
                 progress(f"{mode:9s} {length:5d} tokens: {results[mode][str(length)]}")
-        results["decode_slowdown"], results["extra_delay_ms_per_migration"] = await slowdown(
-            agents, 4096, 2 if quick else 5)
-        # The same window for a recompute migration: what the machine costs any migration
-        # (both engines and the client share 2 cores here).
-        results["decode_slowdown_recompute"], _ = await slowdown(agents, 4096, 2 if quick else 5,
-                                                                 "recompute")
-        progress(f"decode slowdown {results['decode_slowdown']:.3f}")
+        n = 2 if quick else 5
+        results["source_isolated"] = isolate(hosts, True)
+        results["decode_slowdown"], results["extra_delay_ms_per_migration"] = await slowdown(agents, 4096, n)
+        # The same window for a recompute migration (the destination re-prefills).
+        results["decode_slowdown_recompute"], _ = await slowdown(agents, 4096, n, "recompute")
+        isolate(hosts, False)
+        # Both engines and this process sharing 2 cores: the machine's share of the slowdown.
+        results["decode_slowdown_shared_cores"], _ = await slowdown(agents, 4096, n)
+        progress(f"decode slowdown {results['decode_slowdown']:.3f} (source isolated: "
+                 f"{results['source_isolated']}), shared cores {results['decode_slowdown_shared_cores']:.3f}")
     finally:
         for a in agents.values():
             await a.close()
@@ -173,7 +205,10 @@ def report(res: dict) -> str:
             f"decode slowdown of other requests on the source during a migration: "
             f"{res['decode_slowdown'] * 100:.1f}% (target < 5%); in all "
             f"{res['extra_delay_ms_per_migration']:.1f} ms extra per other request per migration\n"
-            f"the same during a recompute migration: {res['decode_slowdown_recompute'] * 100:.1f}%")
+            f"the same during a recompute migration: {res['decode_slowdown_recompute'] * 100:.1f}%\n"
+            f"(source engine {'alone on a core' if res.get('source_isolated') else 'sharing cores'}); "
+            f"with both engines and the client sharing the cores: "
+            f"{res['decode_slowdown_shared_cores'] * 100:.1f}%")
 
 
 def main() -> int:

@@ -139,7 +139,7 @@ class Steering:
         started = time.perf_counter()
         try:
             decision = self.router.choose(s.embedding, s.category, len(s.question) // CHARS_PER_TOKEN,
-                                          stats, policy)
+                                          stats, policy, s.question)
         except NoModelAvailable as e:
             raise APIError(503, f"No model can serve this request right now: {e}", "model",
                            "no_model_available", {"Retry-After": "2"}) from None

@@ -76,7 +76,7 @@ class WorkerSide:
     def _staging(self, path: str) -> ShmStaging:
         st = self._open.get(path)
         if st is None:
-            st = ShmStaging.open(path)
+            st = ShmStaging.open(path, populate=True)  # one syscall maps the pages the agent allocated
             if st.get(H_LAYERS) != len(self.layers) or st.get(H_BLOCK_BYTES) != self.block_bytes:
                 st.set(H_ACCEPTED, -1)
                 st.close()

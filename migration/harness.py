@@ -46,6 +46,7 @@ class ClientRun:
     token_ids: list[int] = field(default_factory=list)
     text: str = ""
     times: list[float] = field(default_factory=list)  # arrival time of each token
+    engine_times: list[float] = field(default_factory=list)  # engine-core emit time (monotonic)
     replicas: list[str] = field(default_factory=list)  # replicas the stream came from
     handoffs: list[dict] = field(default_factory=list)
     finish_reason: str | None = None
@@ -76,6 +77,7 @@ async def client(agents: dict[str, MigrationAgent], replica_id: str, request_id:
             now = time.perf_counter()
             run.token_ids += chunk.token_ids
             run.times += [now] * len(chunk.token_ids)
+            run.engine_times += [chunk.engine_time] * len(chunk.token_ids)
             run.text += chunk.text
             if chunk.handoff:
                 run.handoffs.append(chunk.handoff)

@@ -98,7 +98,9 @@ class ShmStaging:
         path = cls.path_for(name)
         size = HEADER_BYTES + layout.num_layers * max(capacity, 1) * layout.block_bytes
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-        os.ftruncate(fd, size)
+        # Allocate every page now, here in the agent: a sparse file would have the source
+        # engine's copy thread fault in and zero each page, on the cores that decode.
+        os.posix_fallocate(fd, 0, size)
         mm = mmap.mmap(fd, size)
         header = np.frombuffer(mm, dtype=np.int64, count=NUM_SLOTS)
         header[:] = 0

@@ -33,6 +33,9 @@ class Chunk:
     # Set on the last chunk a replica sends for a request that moved elsewhere:
     # what the caller needs to follow it (extensions fill it; see migration/).
     handoff: dict | None = None
+    # When the engine core emitted this chunk's last token (time.monotonic() there; 0 when
+    # stats are off): token timing free of the caller's own scheduling delays.
+    engine_time: float = 0.0
 
 
 @dataclass
@@ -100,6 +103,11 @@ class EngineHost:
         self.num_blocks = int(cache_cfg.num_gpu_blocks or 0)
         self.max_model_len = int(self.engine.vllm_config.model_config.max_model_len)
 
+    def core_pids(self) -> list[int]:
+        """PIDs of the engine-core processes (the benchmark pins them to cores)."""
+        manager = getattr(getattr(self.engine.engine_core, "resources", None), "engine_manager", None)
+        return [p.pid for p in getattr(manager, "processes", []) if p.pid]
+
     def shutdown(self) -> None:
         if self.engine is not None:
             self.engine.shutdown()
@@ -141,6 +149,7 @@ class EngineHost:
                         index=seq.index, token_ids=list(seq.token_ids), text=seq.text,
                         finish_reason=seq.finish_reason, stop_reason=seq.stop_reason,
                         logprobs=_logprobs(seq, self.tokenizer), prompt_tokens=state.prompt_tokens,
+                        engine_time=getattr(out.metrics, "last_token_ts", 0.0) or 0.0,
                     )
         finally:
             self._requests.pop(request_id, None)

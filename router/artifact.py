@@ -75,9 +75,10 @@ def load_predictors(path: str | Path | None = None) -> Predictors:
         raise ArtifactError(f"router artifact {path} is not a {FORMAT} file")
     try:
         learners = {}
-        for name, params in meta["params"].items():
+        # learners built from others (a shared blend) load after those
+        for name, params in sorted(meta["params"].items(), key=lambda kv: bool(kv[1].get("shared"))):
             own = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith(name + "/")}
-            learners[name] = learner_from_state(name, params, own)
+            learners[name] = learner_from_state(name, params, own, learners)
         if meta["chosen"] not in learners:
             raise KeyError(meta["chosen"])
         return Predictors(list(meta["models"]), learners, meta["chosen"], LengthModel.from_json(meta["lengths"]),

@@ -29,7 +29,7 @@ def _train(args: argparse.Namespace) -> int:
     from router.train import train
 
     try:
-        learners = [n.strip() for n in args.learners.split(",") if n.strip()]
+        learners = [n.strip() for n in (args.learners or ",".join(LEARNERS)).split(",") if n.strip()]
         bad = [n for n in learners if n not in LEARNERS]
         if bad or not learners:
             return _fail(f"--learners: unknown learner {bad[0] if bad else '(none)'!r}; known: {', '.join(LEARNERS)}")
@@ -114,7 +114,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--prices", help="price table JSON (default: the shipped candidates file)")
     t.add_argument("--exclude", help="drop records whose question is in this file (default: shipped test "
                                      "split; 'none' keeps all)")
-    t.add_argument("--learners", default="knn,mf,mlp,logistic")
+    t.add_argument("--learners", help="comma-separated (default: all)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--output-tokens", type=float, default=256.0, help="output length when data has none")
     t.add_argument("--feedback-redis", help="redis://... to include stored user feedback")

@@ -148,8 +148,9 @@ def shipped_prices() -> dict[str, tuple[float, float]]:
     return load_prices(shipped_path("dcrouter_llm_candidates.json"))
 
 
-def split_indices(n: int, frac: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A seeded split of range(n) into (rest, held_out)."""
+def fold_indices(n: int, folds: int, seed: int = 0) -> list[np.ndarray]:
+    """A seeded partition of range(n) into `folds` parts of (nearly) equal size."""
+    if not 2 <= folds <= n:
+        raise DataError(f"need 2 <= folds <= {n} records, got {folds}")
     perm = np.random.default_rng(seed).permutation(n)
-    k = max(1, int(round(n * frac)))
-    return np.sort(perm[k:]), np.sort(perm[:k])
+    return [np.sort(perm[f::folds]) for f in range(folds)]

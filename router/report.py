@@ -33,7 +33,7 @@ def run_eval(predictors: Predictors, records: Records, prices: dict[str, tuple[f
     x = embed(records.questions)
     cost = cost_matrix(records, prices, predictors.lengths)
     cols = [predictors.models.index(m) for m in records.models]
-    preds = {name: lr.predict(x)[:, cols] for name, lr in predictors.learners.items()}
+    preds = {name: lr.predict(x, texts=records.questions)[:, cols] for name, lr in predictors.learners.items()}
     info = predictors.info
     rows, ref = evaluate.evaluate(records.models, records.scores, cost, preds,
                                   {n: info.get(n, {}).get("lambda_at_best") for n in preds})

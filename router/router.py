@@ -1,7 +1,7 @@
 """The Router the gateway calls: predictors + cost + latency + policy, per request.
 
     router = Router.load(artifact_path, prices, model_map={live: router_name})
-    decision = router.choose(embedding, category, prompt_tokens, stats_by_model, policy)
+    decision = router.choose(embedding, category, prompt_tokens, stats_by_model, policy, question)
 
 Candidates are the keys of `prices` (the live models, or the data's models for
 evaluation). A live model reads the quality column named by its `router_name`
@@ -78,8 +78,9 @@ class Router:
         """The lambda that matched the best single model's quality on held-out data."""
         return self.predictors.info.get(self.learner.name, {}).get(target)
 
-    def predict_quality(self, embedding: np.ndarray) -> np.ndarray:
-        pred = self.learner.predict(np.asarray(embedding, dtype=np.float32).reshape(1, -1))[0]
+    def predict_quality(self, embedding: np.ndarray, question: str = "") -> np.ndarray:
+        """Text learners read `question` too (without it only their embedding half speaks)."""
+        pred = self.learner.predict(np.asarray(embedding, dtype=np.float32).reshape(1, -1), texts=[question])[0]
         return np.where(self._known, pred[np.maximum(self._cols, 0)], self._unknown_quality)
 
     def predict_cost(self, prompt_tokens: int) -> np.ndarray:
@@ -96,10 +97,10 @@ class Router:
 
     def choose(self, embedding: np.ndarray, category: str | None, prompt_tokens: int,
                stats_by_model: Mapping[str, Sequence[ReplicaStats]] | None,
-               policy: RoutePolicy) -> Decision:
+               policy: RoutePolicy, question: str = "") -> Decision:
         """Raises router.policy.NoModelAvailable when no allowed model has a replica."""
         prompt_tokens = max(int(prompt_tokens), 1)
-        quality = self.predict_quality(embedding)
+        quality = self.predict_quality(embedding, question)
         cost = self.predict_cost(prompt_tokens)
         ttft = self.predict_ttft(prompt_tokens, stats_by_model)
         return decide(self.models, quality.tolist(), cost.tolist(), ttft, policy, category,

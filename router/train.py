@@ -1,9 +1,11 @@
 """Training: fit every learner, pick one by held-out routing score, calibrate lambdas.
 
-1. Hold out a seeded slice of the training records (never the test split).
-2. Fit each learner on the rest; route the held-out slice; score its cost-quality
-   curve by AIQ (the routing quality that matters, not just regression error).
-3. Calibrate, per learner, the lambdas that on the held-out slice reach the best
+1. Split the training records into seeded folds (never the test split).
+2. For each learner (and each of its settings), predict every record from a fit on the
+   other folds; route those out-of-fold predictions and score the cost-quality curve
+   by AIQ (the routing quality that matters, not just regression error). Every record
+   is held out once, so the choice rests on all the data, not on one small slice.
+3. Calibrate, per learner, the lambdas that on the out-of-fold routing reach the best
    single model's quality, 95% of it, and the best quality within its cost.
 4. Refit every learner on all training records; keep the best one as `chosen`.
 """
@@ -18,11 +20,13 @@ import numpy as np
 from router import evaluate, metrics
 from router.artifact import Predictors
 from router.cost import cost_per_1k, price_arrays
-from router.data import DataError, Records, split_indices
+from router.data import DataError, Records, fold_indices
 from router.learners import LEARNERS, Learner, make_learner
+from router.learners.blend import BlendLearner
 from router.lengths import LengthModel
 
-KNN_KS = (8, 16, 32, 64)
+KNN_KS = (16, 32, 64, 128)
+BLEND_PARTS = ("knn", "text")
 
 
 def log(msg: str) -> None:
@@ -64,40 +68,66 @@ def heldout_view(records: Records, idx: np.ndarray) -> tuple[np.ndarray, np.ndar
     return rows, cols
 
 
-def _fit_one(name: str, x, records: Records, fit_idx, view, cost) -> tuple[Learner, dict]:
-    s, m = records.scores, records.mask
+def _out_of_fold(name: str, params: dict, x, records: Records, folds: list[np.ndarray]) -> np.ndarray:
+    s, m, q = records.scores, records.mask, records.questions
+    pred = np.zeros_like(s)
+    for held in folds:
+        fit = np.setdiff1d(np.arange(len(records)), held)
+        learner = make_learner(name, **params).fit(x[fit], s[fit], m[fit], texts=[q[i] for i in fit])
+        pred[held] = learner.predict(x[held], texts=[q[i] for i in held])
+    return pred
+
+
+def _select(name: str, x, records: Records, folds: list[np.ndarray], view, cost,
+            oof: dict[str, np.ndarray]) -> dict:
+    """Score the learner's settings on out-of-fold routing; keeps the best one's
+    predictions in `oof`. A blend averages its parts' out-of-fold predictions."""
     rows, cols = view
     core = [records.models[j] for j in cols]
     grid = [{"k": k} for k in KNN_KS] if name == "knn" else [{}]
-    best: tuple[Learner, dict] | None = None
+    best: dict | None = None
     for params in grid:
-        learner = make_learner(name, **params).fit(x[fit_idx], s[fit_idx], m[fit_idx])
-        pred = learner.predict(x[rows])[:, cols]
-        info = heldout_info(pred, s[np.ix_(rows, cols)], cost[np.ix_(rows, cols)], core)
+        if name == "blend":
+            pred = np.mean([oof[p] for p in BLEND_PARTS], axis=0)
+        else:
+            pred = _out_of_fold(name, params, x, records, folds)
+        info = heldout_info(pred[np.ix_(rows, cols)], records.scores[np.ix_(rows, cols)],
+                            cost[np.ix_(rows, cols)], core)
         info["params"] = params
-        if best is None or info["aiq"] > best[1]["aiq"]:
-            best = (learner, info)
+        if best is None or info["aiq"] > best["aiq"]:
+            best, oof[name] = info, pred
     return best
 
 
 def train(records: Records, prices: dict[str, tuple[float, float]], embed: Callable[[list[str]], np.ndarray],
-          learners: Sequence[str] = LEARNERS, val_frac: float = 0.15, seed: int = 0,
+          learners: Sequence[str] = LEARNERS, folds: int = 5, seed: int = 0,
           default_output_tokens: float = 256.0) -> Predictors:
     if len(records) < 20:
         raise DataError(f"need at least 20 training records, got {len(records)}")
+    learners = list(learners)
+    if "blend" in learners:
+        if not set(BLEND_PARTS) <= set(learners):
+            raise DataError(f"the blend learner needs {' and '.join(BLEND_PARTS)} in the learner list too")
+        learners = [n for n in learners if n != "blend"] + ["blend"]  # after its parts
     lengths = LengthModel(default_tokens=default_output_tokens).fit(
         records.models, records.prompt_tokens(), records.output_tokens)
     cost = cost_matrix(records, prices, lengths)  # checks the prices before the slow part
     log(f"{len(records)} records, {len(records.models)} models; embedding")
     x = embed(records.questions)
-    fit_idx, val_idx = split_indices(len(records), val_frac, seed)
-    view = heldout_view(records, val_idx)
+    parts = fold_indices(len(records), folds, seed)
+    view = heldout_view(records, np.arange(len(records)))
     info: dict[str, dict] = {}
     fitted: dict[str, Learner] = {}
+    oof: dict[str, np.ndarray] = {}
     for name in learners:
-        _, info[name] = _fit_one(name, x, records, fit_idx, view, cost)
-        log(f"{name}: held-out AIQ {info[name]['aiq']:.4f} MSE {info[name]['mse']:.4f} {info[name]['params']}")
-        fitted[name] = make_learner(name, **info[name]["params"]).fit(x, records.scores, records.mask)
+        info[name] = _select(name, x, records, parts, view, cost, oof)
+        log(f"{name}: {folds}-fold out-of-fold AIQ {info[name]['aiq']:.4f} MSE {info[name]['mse']:.4f} "
+            f"{info[name]['params']}")
+        if name == "blend":
+            fitted[name] = BlendLearner.of({p: fitted[p] for p in BLEND_PARTS})
+        else:
+            fitted[name] = make_learner(name, **info[name]["params"]).fit(x, records.scores, records.mask,
+                                                                           texts=records.questions)
     chosen = max(learners, key=lambda n: (info[n]["aiq"], -LEARNERS.index(n)))
     log(f"chosen learner: {chosen}")
     meta = {"records": len(records), "heldout": int(len(view[0])), "seed": seed,

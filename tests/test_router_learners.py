@@ -15,7 +15,8 @@ from router.policy import RoutePolicy
 from router.router import Router
 from router.train import train
 
-FAST = {"mf": {"epochs": 15}, "mlp": {"epochs": 15}, "logistic": {"epochs": 15}, "knn": {}}
+FAST = {"mf": {"epochs": 15}, "mlp": {"epochs": 15}, "logistic": {"epochs": 15}, "knn": {},
+        "text": {}, "blend": {}}
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +30,8 @@ def data():
 @pytest.mark.parametrize("name", LEARNERS)
 def test_learner_beats_random_routing_on_held_out_questions(data, name):
     tr, x, te, xte = data
-    learner = make_learner(name, **FAST[name]).fit(x, tr.scores, tr.mask)
-    pred = learner.predict(xte)
+    learner = make_learner(name, **FAST[name]).fit(x, tr.scores, tr.mask, texts=tr.questions)
+    pred = learner.predict(xte, texts=te.questions)
     assert pred.shape == te.scores.shape and pred.min() >= 0 and pred.max() <= 1
     routed = te.scores[np.arange(len(te)), pred.argmax(1)].mean()
     random = te.scores.mean()
@@ -54,15 +55,42 @@ def test_a_partially_scored_new_model_is_learned_from_its_rows(data):
 def test_artifact_round_trip_predicts_the_same(data, tmp_path):
     tr, x, te, xte = data
     small = tr.subset(np.arange(600))
-    pred = train(small, shipped_prices(), embed_questions, learners=("knn", "logistic"))
+    pred = train(small, shipped_prices(), embed_questions, learners=("knn", "logistic", "text", "blend"))
     path = pred.save(tmp_path / "a.npz")
     back = load_predictors(path)
-    assert back.models == pred.models and back.chosen == pred.chosen and set(back.learners) == {"knn", "logistic"}
+    assert back.models == pred.models and back.chosen == pred.chosen
+    assert set(back.learners) == {"knn", "logistic", "text", "blend"}
+    q = te.questions[:20]
     for name in back.learners:
-        assert np.allclose(back.learners[name].predict(xte[:20]), pred.learners[name].predict(xte[:20]), atol=1e-6)
+        # the text weights are stored as float16: equal to a few 1e-3
+        assert np.allclose(back.learners[name].predict(xte[:20], texts=q), pred.learners[name].predict(xte[:20], texts=q),
+                           atol=5e-3), name
     assert back.info[back.chosen]["lambda_at_best"] == pred.info[pred.chosen]["lambda_at_best"]
     router = Router.load(path, {m: shipped_prices()[m] for m in back.models})
     assert router.choose(xte[0], None, 50, None, RoutePolicy()).model in back.models
+
+
+def test_text_learner_reads_the_question_text(data):
+    tr, x, te, xte = data
+    text = make_learner("text").fit(x, tr.scores, tr.mask, texts=tr.questions)
+    with_text = text.predict(xte, texts=te.questions)
+    without = text.predict(xte)  # the embedding half alone
+    assert np.abs(with_text - without).mean() > 0.01
+    # the surface form carries signal: the text helps route held-out questions
+    rows = np.arange(len(te))
+    assert te.scores[rows, with_text.argmax(1)].mean() > te.scores[rows, without.argmax(1)].mean()
+    with pytest.raises(ValueError, match="text"):
+        make_learner("text").fit(x, tr.scores, tr.mask)
+
+
+def test_blend_is_the_mean_of_its_parts(data):
+    tr, x, te, xte = data
+    blend = make_learner("blend").fit(x, tr.scores, tr.mask, texts=tr.questions)
+    knn = make_learner("knn").fit(x, tr.scores, tr.mask)
+    text = make_learner("text").fit(x, tr.scores, tr.mask, texts=tr.questions)
+    q = te.questions[:30]
+    assert np.allclose(blend.predict(xte[:30], texts=q), (knn.predict(xte[:30]) + text.predict(xte[:30], texts=q)) / 2,
+                       atol=1e-5)
 
 
 def test_missing_or_corrupt_artifacts_fail_at_load(tmp_path):

@@ -1,12 +1,15 @@
 """Quality predictors: an embedding in, one predicted score in [0, 1] per model out.
 
 Every learner fits on a score matrix with a mask (records may score only some
-models), predicts with numpy alone (torch is needed only to train), and saves
-itself as JSON-able params plus named numpy arrays (no pickle).
+models), predicts with numpy alone (torch and scikit-learn are needed only to
+train), and saves itself as JSON-able params plus named numpy arrays (no pickle).
+Learners get the question texts beside the embeddings; those with `needs_text`
+use them (the others ignore them).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
@@ -15,22 +18,26 @@ import numpy as np
 class Learner(Protocol):
     name: str
 
-    def fit(self, x: np.ndarray, scores: np.ndarray, mask: np.ndarray) -> Learner: ...
+    def fit(self, x: np.ndarray, scores: np.ndarray, mask: np.ndarray,
+            texts: Sequence[str] | None = None) -> Learner: ...
 
-    def predict(self, x: np.ndarray) -> np.ndarray: ...
+    def predict(self, x: np.ndarray, texts: Sequence[str] | None = None) -> np.ndarray: ...
 
     def state(self) -> tuple[dict, dict[str, np.ndarray]]: ...
 
 
 def _registry() -> dict[str, type]:
+    from router.learners.blend import BlendLearner
     from router.learners.knn import KnnLearner
     from router.learners.mf import MfLearner
     from router.learners.mlp import MlpLearner
+    from router.learners.text import TextLearner
 
-    return {"knn": KnnLearner, "mf": MfLearner, "mlp": MlpLearner, "logistic": MlpLearner}
+    return {"knn": KnnLearner, "mf": MfLearner, "mlp": MlpLearner, "logistic": MlpLearner,
+            "text": TextLearner, "blend": BlendLearner}
 
 
-LEARNERS = ("knn", "mf", "mlp", "logistic")
+LEARNERS = ("knn", "mf", "mlp", "logistic", "text", "blend")
 
 
 def make_learner(name: str, **params) -> Learner:
@@ -43,8 +50,11 @@ def make_learner(name: str, **params) -> Learner:
     return learner
 
 
-def learner_from_state(name: str, params: dict, arrays: dict[str, np.ndarray]) -> Learner:
-    learner = _registry()[name].from_state(params, arrays)
+def learner_from_state(name: str, params: dict, arrays: dict[str, np.ndarray],
+                       siblings: dict[str, Learner] | None = None) -> Learner:
+    """`siblings`: the artifact's other learners (a blend may be built from them)."""
+    cls = _registry()[name]
+    learner = cls.from_state(params, arrays, siblings) if name == "blend" else cls.from_state(params, arrays)
     learner.name = name
     return learner
 

@@ -27,7 +27,7 @@ class KnnLearner:
         self.x = self.scores = self.mask = self.prior = None
         self._index = None
 
-    def fit(self, x: np.ndarray, scores: np.ndarray, mask: np.ndarray) -> KnnLearner:
+    def fit(self, x: np.ndarray, scores: np.ndarray, mask: np.ndarray, texts=None) -> KnnLearner:
         # float16 halves the artifact; cosine ranks barely move.
         self.x = x.astype(np.float16)
         self._x32 = self.x.astype(np.float32)  # the stored precision, so a reload predicts the same
@@ -55,7 +55,7 @@ class KnnLearner:
         idx = np.argpartition(-sims, k - 1, axis=1)[:, :k]
         return idx, np.take_along_axis(sims, idx, axis=1)
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
+    def predict(self, x: np.ndarray, texts=None) -> np.ndarray:
         idx, sims = self._neighbours(np.atleast_2d(x).astype(np.float32))
         w = np.maximum(sims, 0.0)[:, :, None]  # (n, k, 1)
         m = self.mask[idx]  # (n, k, models)

@@ -22,7 +22,7 @@ class MfLearner:
         self.dim, self.epochs, self.lr, self.weight_decay, self.seed = dim, epochs, lr, weight_decay, seed
         self.w1 = self.b = self.u = self.c = None
 
-    def fit(self, x: np.ndarray, scores: np.ndarray, mask: np.ndarray) -> MfLearner:
+    def fit(self, x: np.ndarray, scores: np.ndarray, mask: np.ndarray, texts=None) -> MfLearner:
         import torch
 
         torch.manual_seed(self.seed)
@@ -50,7 +50,7 @@ class MfLearner:
             self.c = net.bias.numpy().copy()
         return self
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
+    def predict(self, x: np.ndarray, texts=None) -> np.ndarray:
         h = np.atleast_2d(x).astype(np.float32) @ self.w1 + self.b
         return sigmoid(h @ self.u + self.c).astype(np.float32)
 

@@ -16,7 +16,7 @@ class MlpLearner:
         self.lr, self.weight_decay, self.seed = lr, weight_decay, seed
         self.layers: list[tuple[np.ndarray, np.ndarray]] = []
 
-    def fit(self, x: np.ndarray, scores: np.ndarray, mask: np.ndarray) -> MlpLearner:
+    def fit(self, x: np.ndarray, scores: np.ndarray, mask: np.ndarray, texts=None) -> MlpLearner:
         import torch
 
         torch.manual_seed(self.seed)
@@ -33,7 +33,7 @@ class MlpLearner:
             self.layers = [(lin.weight.T.numpy().copy(), lin.bias.numpy().copy()) for lin in linears]
         return self
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
+    def predict(self, x: np.ndarray, texts=None) -> np.ndarray:
         h = np.atleast_2d(x).astype(np.float32)
         for i, (w, b) in enumerate(self.layers):
             h = h @ w + b

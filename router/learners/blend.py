@@ -1,0 +1,67 @@
+"""The mean of several learners' predictions.
+
+Neighbours and a linear model on text make different mistakes: the kNN average is
+smooth within a topic, the logistic model keys on surface form. Averaging their
+predicted scores routes better than either on held-out data (see router/README.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+class BlendLearner:
+    name = "blend"
+
+    def __init__(self, parts: Sequence[str] = ("knn", "text"), part_params: dict | None = None) -> None:
+        from router.learners import make_learner
+
+        self.parts = list(parts)
+        self.part_params = {p: dict((part_params or {}).get(p, {})) for p in self.parts}
+        self.learners = [make_learner(p, **self.part_params[p]) for p in self.parts]
+        # Built from learners fitted beside it (training): the artifact stores those once
+        # and this blend by name only.
+        self.shared = False
+
+    @classmethod
+    def of(cls, learners: dict) -> BlendLearner:
+        self = cls(list(learners), {p: lr.state()[0] for p, lr in learners.items()})
+        self.learners, self.shared = list(learners.values()), True
+        return self
+
+    @property
+    def needs_text(self) -> bool:
+        return any(getattr(lr, "needs_text", False) for lr in self.learners)
+
+    def fit(self, x: np.ndarray, scores: np.ndarray, mask: np.ndarray,
+            texts: Sequence[str] | None = None) -> BlendLearner:
+        for lr in self.learners:
+            lr.fit(x, scores, mask, texts=texts)
+        return self
+
+    def predict(self, x: np.ndarray, texts: Sequence[str] | None = None) -> np.ndarray:
+        return np.mean([lr.predict(x, texts=texts) for lr in self.learners], axis=0).astype(np.float32)
+
+    def state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        if self.shared:
+            return {"parts": self.parts, "part_params": self.part_params, "shared": True}, {}
+        params, arrays = {"parts": self.parts, "part_params": {}}, {}
+        for p, lr in zip(self.parts, self.learners, strict=True):
+            params["part_params"][p], own = lr.state()
+            arrays.update({f"{p}.{k}": v for k, v in own.items()})
+        return params, arrays
+
+    @classmethod
+    def from_state(cls, params: dict, arrays: dict[str, np.ndarray], siblings: dict | None = None) -> BlendLearner:
+        from router.learners import learner_from_state
+
+        if params.get("shared"):
+            return cls.of({p: (siblings or {})[p] for p in params["parts"]})
+        self = cls(params["parts"], params["part_params"])
+        self.learners = [learner_from_state(p, self.part_params[p],
+                                            {k.split(".", 1)[1]: v for k, v in arrays.items()
+                                             if k.startswith(p + ".")})
+                         for p in self.parts]
+        return self
