@@ -3,8 +3,8 @@
 Every learner fits on a score matrix with a mask (records may score only some
 models), predicts with numpy alone (torch and scikit-learn are needed only to
 train), and saves itself as JSON-able params plus named numpy arrays (no pickle).
-Learners get the question texts beside the embeddings; those with `needs_text`
-use them (the others ignore them).
+Learners get the question texts beside the embeddings; `text` (and so `blend`)
+reads them, the others ignore them.
 """
 
 from __future__ import annotations

@@ -31,10 +31,6 @@ class BlendLearner:
         self.learners, self.shared = list(learners.values()), True
         return self
 
-    @property
-    def needs_text(self) -> bool:
-        return any(getattr(lr, "needs_text", False) for lr in self.learners)
-
     def fit(self, x: np.ndarray, scores: np.ndarray, mask: np.ndarray,
             texts: Sequence[str] | None = None) -> BlendLearner:
         for lr in self.learners:

@@ -85,7 +85,6 @@ class Tfidf:
 
 class TextLearner:
     name = "text"
-    needs_text = True
 
     def __init__(self, c: float = 0.3, lo: int = 2, hi: int = 5, min_df: int = 2) -> None:
         self.c, self.lo, self.hi, self.min_df = c, lo, hi, min_df
