@@ -13,7 +13,7 @@ import logging
 import time
 from typing import Any
 
-from replicas.fleet import get_registry
+from replicas.fleet import by_model, get_registry
 from replicas.stats import ReplicaStats
 
 log = logging.getLogger("turnout.gateway")
@@ -66,10 +66,7 @@ class FleetView:
             get_registry(self.app).remove.remote(replica_id)
 
     def by_model(self) -> dict[str, list[ReplicaStats]]:
-        out: dict[str, list[ReplicaStats]] = {}
-        for s in self.raw:
-            out.setdefault(s["model"], []).append(ReplicaStats.from_dict(s))
-        return out
+        return {m: [ReplicaStats.from_dict(s) for s in group] for m, group in by_model(self.raw).items()}
 
     async def close(self) -> None:
         if self._task:

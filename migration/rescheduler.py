@@ -23,7 +23,7 @@ from migration import metrics
 from migration.config import MigrationSpec
 from migration.peer import peer_call
 from migration.policies import Migration, plan_migrations
-from replicas.fleet import get_registry
+from replicas.fleet import by_model, get_registry
 from replicas.stats import ReplicaStats
 
 log = logging.getLogger("turnout.rescheduler")
@@ -75,11 +75,7 @@ class Rescheduler:
                 log.exception("rescheduler tick failed")
 
     async def _fleet(self) -> dict[str, list[dict]]:
-        raw = await asyncio.wait_for(self.registry.snapshot.remote(), self.spec.call_timeout_s)
-        by_model: dict[str, list[dict]] = {}
-        for s in raw:
-            by_model.setdefault(s["model"], []).append(s)
-        return by_model
+        return by_model(await asyncio.wait_for(self.registry.snapshot.remote(), self.spec.call_timeout_s))
 
     async def _refresh_stopping(self) -> None:
         """Ask Serve's controller which replicas it is stopping (about once a second).

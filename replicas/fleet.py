@@ -54,6 +54,14 @@ class FleetRegistry:
         return self._events[-limit:]
 
 
+def by_model(snapshot: list[dict]) -> dict[str, list[dict]]:
+    """A registry snapshot grouped by model name."""
+    out: dict[str, list[dict]] = {}
+    for s in snapshot:
+        out.setdefault(s["model"], []).append(s)
+    return out
+
+
 def get_registry(app: str) -> Any:
     """The app's registry actor, created on first use (detached: it outlives any replica)."""
     return FleetRegistry.options(name=registry_name(app), namespace=NAMESPACE, get_if_exists=True,
