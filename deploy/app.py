@@ -18,6 +18,7 @@ from deploy.config import TurnoutConfig, load_config, parse_config
 from gateway.app import GatewayIngress, app
 from migration.protocol import kv_transfer_config
 from migration.rescheduler import Rescheduler
+from replicas import packs
 from replicas.config import ModelSpec
 from replicas.deployment import ModelReplica
 
@@ -52,17 +53,25 @@ def model_deployment(spec: ModelSpec, cfg: TurnoutConfig) -> Any:
         options["request_router_config"] = RequestRouterConfig(
             request_router_class=FREENESS_ROUTER, request_routing_stats_period_s=0.1,
             request_routing_stats_timeout_s=1.0)
-    engine_args, extensions, headroom = dict(spec.engine_args), [], 0
+    extensions, headroom = [], 0
     if cfg.migration.enabled:
-        # Our KV connector, loaded by module path (no patching of vLLM).
-        engine_args = {"kv_transfer_config": kv_transfer_config(cfg.migration.max_blocks_per_step),
-                       **engine_args}
         extensions = [{"name": "migration", "import_path": "migration.agent:MigrationAgent",
                        "kwargs": {"spec": cfg.migration.model_dump()}}]
         headroom = cfg.migration.headroom_blocks
     dep = serve.deployment(ModelReplica).options(**options)
-    return dep.bind(spec.name, spec.source, engine_args, spec.cpu_threads, extensions,
+    return dep.bind(spec.name, spec.source, engine_args_for(spec, cfg), spec.cpu_threads, extensions,
                     dict(spec.env), headroom)
+
+
+def engine_args_for(spec: ModelSpec, cfg: TurnoutConfig) -> dict[str, Any]:
+    """The vLLM engine arguments a model's replicas start with: the pack's defaults, then
+    the config's, then (with migration on) our KV connector unless the config names one."""
+    engine_args = {**packs.engine_defaults(spec.source), **spec.engine_args}
+    if cfg.migration.enabled:
+        # Our KV connector, loaded by module path (no patching of vLLM).
+        engine_args = {"kv_transfer_config": kv_transfer_config(cfg.migration.max_blocks_per_step),
+                       **engine_args}
+    return engine_args
 
 
 def build_application(cfg: TurnoutConfig) -> Application:

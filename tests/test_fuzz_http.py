@@ -7,9 +7,11 @@ error body.
 from __future__ import annotations
 
 import json
+import uuid
 
 import httpx
 import pytest
+import redis
 
 from tests.conftest import TESTS, deploy_app
 
@@ -28,6 +30,8 @@ def fuzz_app(serve_port: int):
 
     from replicas.fleet import kill_registry
 
+    prefix = f"turnout-test-fuzz-{uuid.uuid4().hex[:8]}:"  # a fresh cache each run
+
     def mutate(cfg) -> None:
         cfg.models = cfg.models[:1]
         cfg.gateway = cfg.gateway.model_validate({
@@ -36,12 +40,15 @@ def fuzz_app(serve_port: int):
             # Small answers keep hundreds of engine calls quick; limits are part of the fuzz.
             "limits": {"max_tokens": 8, "max_n": 2, "max_messages": 16, "max_body_bytes": 65536}})
         cfg.cache = cfg.cache.model_validate({"enabled": True, "redis_url": "redis://127.0.0.1:6379/0",
-                                              "key_prefix": "turnout-test-fuzz:"})
+                                              "key_prefix": prefix})
 
     app = deploy_app(TESTS / "tiny.yaml", "fuzz", serve_port, mutate)
     yield app
     serve.delete("fuzz")
     kill_registry("fuzz")
+    r = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+    for k in r.scan_iter(prefix + "*"):
+        r.delete(k)
 
 
 def live_document(app) -> dict:
