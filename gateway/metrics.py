@@ -27,6 +27,10 @@ COMPLETION_TOKENS = counter("turnout_gateway_completion_tokens",
 CACHE_HIT_RESPONSES = counter("turnout_gateway_cache_hit_responses",
                               "Responses served from the semantic cache (no engine touched).",
                               ("model", "tenant", "category", "tier"))
+FAILOVERS = counter("turnout_gateway_replica_failovers",
+                    "Requests whose replica died under them: retried elsewhere (nothing streamed "
+                    "yet), resumed elsewhere (tokens sent), or failed after the last retry.",
+                    ("model", "outcome"))
 
 
 def time_per_output_token(ttft_s: float, latency_s: float, completion_tokens: int) -> float | None:
@@ -62,12 +66,6 @@ def record_error(model: str, tenant: str, endpoint: str, status: int, code: str 
     """A request that failed (bad input, unknown model, timeout, engine error)."""
     REQUESTS.inc(model=model, tenant=tenant, endpoint=endpoint, status=status)
     ERRORS.inc(model=model, tenant=tenant, status=status, code=code or "")
-
-
-FAILOVERS = counter("turnout_gateway_replica_failovers",
-                    "Requests whose replica died under them: retried elsewhere (nothing streamed "
-                    "yet), resumed elsewhere (tokens sent), or failed after the last retry.",
-                    ("model", "outcome"))
 
 
 def record_failover(model: str, outcome: str) -> None:
