@@ -53,8 +53,7 @@ def make_learner(name: str, **params) -> Learner:
 def learner_from_state(name: str, params: dict, arrays: dict[str, np.ndarray],
                        siblings: dict[str, Learner] | None = None) -> Learner:
     """`siblings`: the artifact's other learners (a blend may be built from them)."""
-    cls = _registry()[name]
-    learner = cls.from_state(params, arrays, siblings) if name == "blend" else cls.from_state(params, arrays)
+    learner = _registry()[name].from_state(params, arrays, siblings)
     learner.name = name
     return learner
 

@@ -15,21 +15,21 @@ import numpy as np
 class BlendLearner:
     name = "blend"
 
-    def __init__(self, parts: Sequence[str] = ("knn", "text"), part_params: dict | None = None) -> None:
+    def __init__(self, parts: Sequence[str] = ("knn", "text"), part_params: dict | None = None,
+                 learners: Sequence | None = None) -> None:
         from router.learners import make_learner
 
         self.parts = list(parts)
         self.part_params = {p: dict((part_params or {}).get(p, {})) for p in self.parts}
-        self.learners = [make_learner(p, **self.part_params[p]) for p in self.parts]
-        # Built from learners fitted beside it (training): the artifact stores those once
-        # and this blend by name only.
-        self.shared = False
+        # Given fitted learners that live beside it (training, an artifact's siblings), the
+        # artifact stores those once and this blend by their names only.
+        self.shared = learners is not None
+        self.learners = list(learners) if learners is not None else [
+            make_learner(p, **self.part_params[p]) for p in self.parts]
 
     @classmethod
     def of(cls, learners: dict) -> BlendLearner:
-        self = cls(list(learners), {p: lr.state()[0] for p, lr in learners.items()})
-        self.learners, self.shared = list(learners.values()), True
-        return self
+        return cls(list(learners), learners=list(learners.values()))
 
     def fit(self, x: np.ndarray, scores: np.ndarray, mask: np.ndarray,
             texts: Sequence[str] | None = None) -> BlendLearner:
@@ -42,7 +42,7 @@ class BlendLearner:
 
     def state(self) -> tuple[dict, dict[str, np.ndarray]]:
         if self.shared:
-            return {"parts": self.parts, "part_params": self.part_params, "shared": True}, {}
+            return {"parts": self.parts, "shared": True}, {}
         params, arrays = {"parts": self.parts, "part_params": {}}, {}
         for p, lr in zip(self.parts, self.learners, strict=True):
             params["part_params"][p], own = lr.state()

@@ -69,5 +69,5 @@ class KnnLearner:
         }
 
     @classmethod
-    def from_state(cls, params: dict, arrays: dict[str, np.ndarray]) -> KnnLearner:
+    def from_state(cls, params: dict, arrays: dict[str, np.ndarray], siblings=None) -> KnnLearner:
         return cls(**params).fit(arrays["x"], arrays["scores"], arrays["mask"])

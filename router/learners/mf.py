@@ -60,7 +60,7 @@ class MfLearner:
         return params, {"w1": self.w1, "b": self.b, "u": self.u, "c": self.c}
 
     @classmethod
-    def from_state(cls, params: dict, arrays: dict[str, np.ndarray]) -> MfLearner:
+    def from_state(cls, params: dict, arrays: dict[str, np.ndarray], siblings=None) -> MfLearner:
         self = cls(**params)
         self.w1, self.b, self.u, self.c = (arrays[k].astype(np.float32) for k in ("w1", "b", "u", "c"))
         return self

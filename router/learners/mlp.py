@@ -50,7 +50,7 @@ class MlpLearner:
         return params, arrays
 
     @classmethod
-    def from_state(cls, params: dict, arrays: dict[str, np.ndarray]) -> MlpLearner:
+    def from_state(cls, params: dict, arrays: dict[str, np.ndarray], siblings=None) -> MlpLearner:
         self = cls(**params)
         n = len([k for k in arrays if k.startswith("w")])
         self.layers = [(arrays[f"w{i}"].astype(np.float32), arrays[f"b{i}"].astype(np.float32)) for i in range(n)]

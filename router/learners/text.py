@@ -135,7 +135,7 @@ class TextLearner:
                         "w_emb": self.w_emb, "bias": self.bias}
 
     @classmethod
-    def from_state(cls, params: dict, arrays: dict[str, np.ndarray]) -> TextLearner:
+    def from_state(cls, params: dict, arrays: dict[str, np.ndarray], siblings=None) -> TextLearner:
         self = cls(**params)
         rows = arrays["rows"].astype(np.int64)
         idf = np.zeros(BUCKETS, np.float32)
