@@ -106,9 +106,10 @@ class Steering:
         if self.cache:
             t = time.perf_counter()
             s.hit = await self.cache.lookup_exact(tenant, s.key, s.params)
-            s.timings_ms["exact"] = (time.perf_counter() - t) * 1e3
+            took = time.perf_counter() - t
+            s.timings_ms["exact"] = took * 1e3
             if s.hit:
-                cache_metrics.record_lookup(tenant, s.hit.category, "exact", time.perf_counter() - t)
+                cache_metrics.record_lookup(tenant, s.hit.category, "exact", took)
                 return s
         routed = self.router is not None and requested == "auto"
         if self.cache is None and not routed:
