@@ -110,12 +110,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
-    if not load_cache():
+    cache = load_cache()
+    if not cache:
         print("bench.router: no shipped embedding cache (router/data/embeddings.npz)", file=sys.stderr)
         return 2
-    records = load_records(shipped_path("dcrouter_train.json"))
-    texts = records.questions
-    vecs = embed_questions(texts)  # from the shipped cache
+    texts = load_records(shipped_path("dcrouter_train.json")).questions
+    vecs = embed_questions(texts, cache)
     x, train_texts = vecs[:-500], texts[:-500]
     queries = list(zip(vecs[-500:], texts[-500:], strict=True))
     reps = 500 if args.quick else 3000
