@@ -31,6 +31,9 @@ class FleetView:
         self._task: asyncio.Task | None = None
         self._listeners: list[Any] = []
         self.lost: dict[str, float] = {}  # replica id -> when a request saw it die
+        # Models with a replica that has reported since this view started: before its first
+        # report, "no replica" means "not heard of yet" (just deployed), not "all down".
+        self.seen: set[str] = set()
 
     def start(self) -> None:
         if self.app is not None and self._task is None:
@@ -44,6 +47,7 @@ class FleetView:
         while True:
             try:
                 self.raw = await asyncio.wait_for(registry.snapshot.remote(), 2.0)
+                self.seen.update(s["model"] for s in self.raw)
                 self.updated = time.time()
                 for fn in self._listeners:
                     fn(self)
@@ -52,8 +56,9 @@ class FleetView:
             await asyncio.sleep(self.period_s)
 
     def replicas_up(self, model: str) -> int | None:
-        """Replicas of `model` reporting in; None when this view is not fresh enough to say."""
-        if time.time() - self.updated > STALE_S:
+        """Replicas of `model` reporting in; None when this view cannot say (it is stale, or
+        no replica of the model has reported yet)."""
+        if time.time() - self.updated > STALE_S or model not in self.seen:
             return None
         return sum(1 for s in self.raw if s["model"] == model and s["replica_id"] not in self.lost)
 

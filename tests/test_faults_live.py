@@ -98,11 +98,14 @@ def migration_status(app, replica_id: str) -> dict:
     return h.ext_call.remote("migration", "status", replica_id=replica_id).result(timeout_s=30)
 
 
-async def assert_nothing_left(app) -> None:
-    """Idle fleet: no request, no KV block in use, no migration reservation anywhere."""
+async def assert_nothing_left(app, killed: str | None = None) -> None:
+    """Idle fleet: no request, no KV block in use, no migration reservation anywhere.
+    `killed`: a replica this test killed; its last report lingers a few seconds, and a
+    status call pinned to it would wait for a replica that is gone."""
     def idle() -> bool:
         rs = replicas(app, ADMIN)
-        return all(r["running"] + r["waiting"] == 0 and r["kv_blocks_used"] == 0 for r in rs)
+        return all(r["running"] + r["waiting"] == 0 and r["kv_blocks_used"] == 0
+                   and r["replica_id"] != killed for r in rs)
 
     await wait_for(idle, timeout=30)
     for r in replicas(app, ADMIN):
@@ -129,14 +132,17 @@ async def stream_and(app, prompt: str, max_tokens: int, when_running) -> tuple[s
 async def test_a_replica_killed_mid_stream_is_resumed_elsewhere_with_identical_text(faults) -> None:
     _, reference, ref_tokens = await stream(faults, PROMPT, 400)
 
+    killed: dict = {}
+
     async def kill(replica: dict) -> None:
+        killed["id"] = replica["replica_id"]
         await asyncio.to_thread(kill_replica, replica["replica_id"])
 
     _, text, tokens = await stream_and(faults, PROMPT, 400, kill)
     # Greedy decoding continued from the delivered tokens: the same text, nothing lost or
     # repeated, and usage counts every token once.
     assert text == reference and tokens == ref_tokens == 400
-    await assert_nothing_left(faults)
+    await assert_nothing_left(faults, killed["id"])
 
 
 async def start_migration(app, request_id: str, destination: str) -> asyncio.Task:
@@ -156,6 +162,7 @@ async def test_killing_the_destination_mid_migration_leaves_the_request_at_its_s
                                                 dest["replica_id"])
         await wait_for(lambda: any(r["replica_id"] == source["replica_id"] and r["migration_stage"]
                                    for r in replicas(faults, ADMIN)), timeout=10, every=0.02)
+        outcome["killed"] = dest["replica_id"]
         await asyncio.to_thread(kill_replica, dest["replica_id"])
 
     _, text, tokens = await stream_and(faults, LONG_PROMPT, 300, migrate_then_kill_destination)
@@ -163,7 +170,7 @@ async def test_killing_the_destination_mid_migration_leaves_the_request_at_its_s
     assert text == reference and tokens == 300
     # The admin call reports the rollback (no hang), and the request stayed at its source.
     assert answer["stage"] == "rolled_back", answer
-    await assert_nothing_left(faults)
+    await assert_nothing_left(faults, outcome["killed"])
 
 
 async def test_killing_the_source_mid_migration_resumes_the_stream_and_frees_the_destination(
@@ -179,6 +186,7 @@ async def test_killing_the_source_mid_migration_resumes_the_stream_and_frees_the
                                                 dest["replica_id"])
         await wait_for(lambda: migration_status(faults, dest["replica_id"])["leases"] > 0,
                        timeout=10, every=0.02)
+        outcome["killed"] = source["replica_id"]
         await asyncio.to_thread(kill_replica, source["replica_id"])
 
     _, text, tokens = await stream_and(faults, LONG_PROMPT, 300, migrate_then_kill_source)
@@ -186,7 +194,7 @@ async def test_killing_the_source_mid_migration_resumes_the_stream_and_frees_the
     assert text == reference and tokens == 300
     # The destination had reserved blocks for the request: its lease runs out and frees them.
     await wait_for(lambda: migration_status(faults, outcome["dest"])["reserved_blocks"] == 0, timeout=20)
-    await assert_nothing_left(faults)
+    await assert_nothing_left(faults, outcome["killed"])
 
 
 QUESTIONS = [  # distinct topics: no two are semantic neighbours
