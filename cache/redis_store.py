@@ -10,12 +10,15 @@ Keys under one prefix P:
                   so a replica that sees a gap (trimmed stream, Redis restarted
                   empty) rebuilds from the documents instead of drifting.
 Writes that must stay consistent (insert + quota eviction + event) run as one Lua
-script. Any Redis error marks the store unhealthy: callers get a miss or a dropped
+script. A hit's recency (LRU) or hit count (LFU) is not written on the hit path: touches
+collect in memory and go out in one pipeline TOUCH_DELAY_S later, and always before the
+next insert, whose quota eviction reads them (a hit costs one HGET round trip). Any Redis error marks the store unhealthy: callers get a miss or a dropped
 store at once (fail open) until `ping()` succeeds again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import time
@@ -109,6 +112,8 @@ if last[1] then id = last[1][1] end
 return {id, redis.call('GET', KEYS[2]) or '0'}
 """
 
+TOUCH_DELAY_S = 0.02
+
 _META_FIELDS = ("id", "t", "c", "m", "sm", "x", "ctx", "sig", "ca", "ea")
 
 
@@ -147,6 +152,9 @@ class RedisStore:
         self._inval = self._r.register_script(_INVALIDATE)
         self._snap = self._r.register_script(_SNAPSHOT)
         self._cursor = "0-0"
+        # (eviction zset, lfu) -> entry id -> latest time (LRU) or hits since the last flush (LFU)
+        self._touches: dict[tuple[str, bool], dict[str, float]] = {}
+        self._flusher: asyncio.Task | None = None
 
     def _fail(self) -> None:
         self.failures += 1
@@ -168,6 +176,7 @@ class RedisStore:
                      lfu: bool) -> list[int] | None:
         if not self.healthy:
             return None
+        await self.flush_touches()  # the quota eviction below must see recent hits
         now = time.time()
         part = self._part(meta.tenant, meta.category)
         xk = f"{self.p}:x:{meta.tenant}:{meta.xkey}"
@@ -186,22 +195,46 @@ class RedisStore:
         return [int(v) for v in victims]
 
     async def fetch(self, meta: EntryMeta, lfu: bool) -> dict | None:
-        """The response of a hit, touching its eviction score in the same round trip."""
+        """The response of a hit; its eviction score is touched in the next batch."""
         if not self.healthy:
             return None
-        lru = f"{self.p}:lru:{self._part(meta.tenant, meta.category)}"
         try:
-            async with self._r.pipeline(transaction=False) as pipe:
-                pipe.hget(f"{self.p}:doc:{meta.id}", "r")
-                if lfu:
-                    pipe.zadd(lru, {str(meta.id): 1}, xx=True, incr=True)
-                else:
-                    pipe.zadd(lru, {str(meta.id): time.time()}, xx=True)
-                raw, _ = await pipe.execute()
+            raw = await self._r.hget(f"{self.p}:doc:{meta.id}", "r")
         except (RedisError, OSError):
             self._fail()
             return None
-        return json.loads(raw) if raw is not None else None
+        if raw is None:
+            return None
+        self._touch(meta, lfu)
+        return json.loads(raw)
+
+    def _touch(self, meta: EntryMeta, lfu: bool) -> None:
+        ids = self._touches.setdefault((f"{self.p}:lru:{self._part(meta.tenant, meta.category)}", lfu), {})
+        key = str(meta.id)
+        ids[key] = ids.get(key, 0) + 1 if lfu else time.time()
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_later())
+
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(TOUCH_DELAY_S)
+        await self.flush_touches()
+
+    async def flush_touches(self) -> None:
+        """Write the collected touches: ZADD XX, so an entry evicted meanwhile stays gone."""
+        pending, self._touches = self._touches, {}
+        if not pending or not self.healthy:
+            return
+        try:
+            async with self._r.pipeline(transaction=False) as pipe:
+                for (key, lfu), ids in pending.items():
+                    if lfu:
+                        for i, hits in ids.items():
+                            pipe.zadd(key, {i: hits}, xx=True, incr=True)
+                    else:
+                        pipe.zadd(key, ids, xx=True)
+                await pipe.execute()
+        except (RedisError, OSError):
+            self._fail()
 
     async def delete(self, entry_id: int) -> bool:
         try:
@@ -276,6 +309,9 @@ class RedisStore:
         return True
 
     async def close(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+        await self.flush_touches()
         for c in (self._r, self._tail):
             with contextlib.suppress(RedisError, OSError):
                 await c.aclose()

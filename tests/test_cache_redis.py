@@ -91,6 +91,29 @@ async def test_quota_eviction(pfx, eviction):
     await c.close()
 
 
+async def test_a_hit_on_one_replica_protects_its_entry_from_eviction_on_another(pfx):
+    """Touches leave the hit path in a batch: they still reach Redis without an insert on
+    the replica that took the hit, and the next quota eviction anywhere honours them."""
+    s = spec(chat=CategoryPolicy(threshold=0.9, quota=2, eviction="lru"))
+    a, b = await make(s, pfx), await make(s, pfx)
+    keys = [keyed(f"question {w}") for w in ("alpha", "beta", "gamma")]
+    for i, (k, p) in enumerate(keys[:2]):
+        await a.store("t1", "auto", "chat", unit(20 + i), k, answer(str(i)), p)
+    await b.sync()
+    assert await b.lookup("t1", "auto", "chat", unit(20), *keys[0]) is not None  # alpha is now the newest
+    # b never inserts: its touch must arrive on its own before a's eviction reads the order
+    for _ in range(50):
+        await asyncio.sleep(0.02)
+        if not b.docs._touches:
+            break
+    await a.store("t1", "auto", "chat", unit(22), keys[2][0], answer("2"), keys[2][1])
+    await a.sync()
+    assert await a.lookup("t1", "auto", "chat", unit(21), *keys[1]) is None  # beta was the LRU victim
+    assert await a.lookup("t1", "auto", "chat", unit(20), *keys[0]) is not None
+    await a.close()
+    await b.close()
+
+
 async def test_tenant_isolation_and_model_partition(pfx):
     c = await make(spec(), pfx)
     v = unit(5)
