@@ -93,6 +93,24 @@ def test_blend_is_the_mean_of_its_parts(data):
                        atol=1e-5)
 
 
+def test_knn_searches_principal_axes_and_its_hnsw_path_finds_the_same_neighbours(data, monkeypatch):
+    from router.learners import knn as knn_mod
+
+    tr, x, te, xte = data
+    exact = make_learner("knn", k=32).fit(x, tr.scores, tr.mask)
+    assert exact.proj.shape == (x.shape[1], 64) and exact._index is None
+    full = make_learner("knn", k=32, dims=0).fit(x, tr.scores, tr.mask)
+    assert full.proj is None
+    # 64 principal axes keep most of the neighbourhoods of the full 384-dim search
+    a, b = exact._neighbours(exact._project(xte[:50]))[0], full._neighbours(xte[:50])[0]
+    assert np.mean([len(set(r) & set(s)) / 32 for r, s in zip(a, b, strict=True)]) > 0.6
+    monkeypatch.setattr(knn_mod, "HNSW_ABOVE", 100)
+    graph = make_learner("knn", k=32).fit(x, tr.scores, tr.mask)
+    assert graph._index is not None
+    diff = np.abs(graph.predict(xte) - exact.predict(xte))
+    assert diff.mean() < 0.005 and np.percentile(diff, 99) < 0.05  # approximate, nearly always the same
+
+
 def test_missing_or_corrupt_artifacts_fail_at_load(tmp_path):
     with pytest.raises(ArtifactError, match="does not exist"):
         load_predictors(tmp_path / "nope.npz")

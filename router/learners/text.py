@@ -19,28 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-MAX_CHARS = 2000  # featurize at most this much of a question
-BUCKETS = 1 << 18  # hashed n-gram features (collisions are rare at this size)
-_MIX = np.uint64(0x9E3779B97F4A7C15)  # odd multiplier of the final hash mix
-
-
-def gram_ids(text: str, lo: int, hi: int) -> np.ndarray:
-    """Hashed ids of the character n-grams (lo..hi bytes) of the lower-cased text with
-    whitespace collapsed. Vectorised rolling hashes: a question costs tens of
-    microseconds, not a Python loop per n-gram."""
-    norm = " " + " ".join(text[:MAX_CHARS].lower().split()) + " "
-    b = np.frombuffer(norm.encode("utf-8"), dtype=np.uint8).astype(np.uint64)
-    out = []
-    with np.errstate(over="ignore"):  # the hashes wrap around 2**64 on purpose
-        for n in range(lo, hi + 1):
-            if len(b) < n:
-                break
-            h = np.full(len(b) - n + 1, n, dtype=np.uint64)
-            for k in range(n):
-                h = h * np.uint64(257) + b[k:len(b) - n + 1 + k]
-            h = (h * _MIX) >> np.uint64(40)
-            out.append(h & np.uint64(BUCKETS - 1))
-    return np.concatenate(out).astype(np.int64) if out else np.zeros(0, np.int64)
+from router.learners.ngrams import BUCKETS, distinct_grams, tfidf_dot, tfidf_row, warm_up
 
 
 class Tfidf:
@@ -55,23 +34,14 @@ class Tfidf:
     def fit(cls, texts: Sequence[str], lo: int, hi: int, min_df: int) -> Tfidf:
         df = np.zeros(BUCKETS, np.int64)
         for t in texts:
-            df[np.unique(gram_ids(t, lo, hi))] += 1
+            df[distinct_grams(t, lo, hi)] += 1
         n = len(texts)
         idf = np.where(df >= min_df, np.log((1 + n) / (1 + df)) + 1.0, 0.0)
         return cls(idf, lo, hi)
 
     def row(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """(indices, values) of one text's normalised TF-IDF vector."""
-        # sort + run lengths: np.unique(return_counts=True) has a slow tail on long texts
-        ids = np.sort(gram_ids(text, self.lo, self.hi).astype(np.int32))
-        first = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
-        counts = np.diff(np.r_[first, len(ids)])
-        ids = ids[first]
-        val = (1.0 + np.log(counts.astype(np.float32))) * self.idf[ids]
-        keep = val > 0
-        ids, val = ids[keep], val[keep]
-        norm = float(np.linalg.norm(val))
-        return ids, (val / norm if norm > 0 else val)
+        return tfidf_row(text, self.lo, self.hi, self.idf)
 
     def matrix(self, texts: Sequence[str]):
         from scipy.sparse import csr_matrix
@@ -80,7 +50,9 @@ class Tfidf:
         indptr = np.cumsum([0] + [len(i) for i, _ in rows])
         idx = np.concatenate([i for i, _ in rows]) if rows else np.zeros(0, np.int64)
         val = np.concatenate([v for _, v in rows]) if rows else np.zeros(0, np.float32)
-        return csr_matrix((val, idx, indptr), shape=(len(texts), BUCKETS))
+        out = csr_matrix((val, idx, indptr), shape=(len(texts), BUCKETS))
+        out.sort_indices()  # rows list their n-grams in first-seen order
+        return out
 
 
 class TextLearner:
@@ -124,9 +96,8 @@ class TextLearner:
         z = x @ self.w_emb + self.bias
         for r, text in enumerate(texts or ()):
             if text:
-                idx, val = self.tfidf.row(text)
-                z[r] += val @ self.w_text[idx]
-        return (1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))).astype(np.float32)
+                z[r] += tfidf_dot(text, self.tfidf.lo, self.tfidf.hi, self.tfidf.idf, self.w_text)
+        return (0.5 + 0.5 * np.tanh(0.5 * z)).astype(np.float32, copy=False)  # the logistic, overflow-free
 
     def state(self) -> tuple[dict, dict[str, np.ndarray]]:
         params = {"c": self.c, "lo": self.lo, "hi": self.hi, "min_df": self.min_df}
@@ -144,4 +115,5 @@ class TextLearner:
         self.w_text = np.zeros((BUCKETS, len(arrays["bias"])), np.float32)
         self.w_text[rows] = arrays["w_text"]
         self.w_emb, self.bias = arrays["w_emb"].astype(np.float32), arrays["bias"].astype(np.float32)
+        warm_up()
         return self
