@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 TIE = 1e-9
 
@@ -31,8 +32,10 @@ class RoutePolicy:
     allowed_models: tuple[str, ...] = ()  # empty: every model
 
 
-@dataclass(frozen=True)
-class Candidate:
+class Candidate(NamedTuple):
+    """One model's scores in a decision (a tuple: a frozen dataclass per model per
+    request cost ~5 us each, a tenth of the 0.5 ms decision budget at 10 models)."""
+
     model: str
     quality: float
     cost: float  # USD per 1k requests like this one

@@ -40,6 +40,7 @@ class Router:
         col = {m: j for j, m in enumerate(predictors.models)}
         self._cols = np.array([col.get(mapping.get(m) or m, -1) for m in self.models])
         self._known = self._cols >= 0
+        self._same_columns = bool(np.array_equal(self._cols, np.arange(len(predictors.models))))
         self._unknown_quality = float(unknown_quality)
         self._pin, self._pout = price_arrays(self.models, prices)
         self._lens_names = [mapping.get(m) or m for m in self.models]
@@ -81,6 +82,8 @@ class Router:
     def predict_quality(self, embedding: np.ndarray, question: str = "") -> np.ndarray:
         """Text learners read `question` too (without it only their embedding half speaks)."""
         pred = self.learner.predict(np.asarray(embedding, dtype=np.float32).reshape(1, -1), texts=[question])[0]
+        if self._same_columns:
+            return pred
         return np.where(self._known, pred[np.maximum(self._cols, 0)], self._unknown_quality)
 
     def predict_cost(self, prompt_tokens: int) -> np.ndarray:

@@ -38,7 +38,10 @@ class BlendLearner:
         return self
 
     def predict(self, x: np.ndarray, texts: Sequence[str] | None = None) -> np.ndarray:
-        return np.mean([lr.predict(x, texts=texts) for lr in self.learners], axis=0).astype(np.float32)
+        out = np.array(self.learners[0].predict(x, texts=texts), dtype=np.float32)
+        for lr in self.learners[1:]:
+            out += lr.predict(x, texts=texts)
+        return out / np.float32(len(self.learners))
 
     def state(self) -> tuple[dict, dict[str, np.ndarray]]:
         if self.shared:
