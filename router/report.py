@@ -9,6 +9,7 @@ import numpy as np
 from router import evaluate
 from router.artifact import Predictors
 from router.data import DataError, Records
+from router.learners.blend import BlendLearner
 from router.train import cost_matrix
 
 
@@ -33,7 +34,12 @@ def run_eval(predictors: Predictors, records: Records, prices: dict[str, tuple[f
     x = embed(records.questions)
     cost = cost_matrix(records, prices, predictors.lengths)
     cols = [predictors.models.index(m) for m in records.models]
-    preds = {name: lr.predict(x, texts=records.questions)[:, cols] for name, lr in predictors.learners.items()}
+    preds: dict[str, np.ndarray] = {}
+    for name, lr in predictors.learners.items():
+        if isinstance(lr, BlendLearner) and lr.shared and all(p in preds for p in lr.parts):
+            preds[name] = BlendLearner.combine([preds[p] for p in lr.parts])  # its parts, predicted above
+        else:
+            preds[name] = lr.predict(x, texts=records.questions)[:, cols]
     info = predictors.info
     rows, ref = evaluate.evaluate(records.models, records.scores, cost, preds,
                                   {n: info.get(n, {}).get("lambda_at_best") for n in preds})

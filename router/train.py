@@ -88,7 +88,7 @@ def _select(name: str, x, records: Records, folds: list[np.ndarray], view, cost,
     best: dict | None = None
     for params in grid:
         if name == "blend":
-            pred = np.mean([oof[p] for p in BLEND_PARTS], axis=0)
+            pred = BlendLearner.combine([oof[p] for p in BLEND_PARTS])
         else:
             pred = _out_of_fold(name, params, x, records, folds)
         info = heldout_info(pred[np.ix_(rows, cols)], records.scores[np.ix_(rows, cols)],

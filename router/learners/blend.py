@@ -38,10 +38,16 @@ class BlendLearner:
         return self
 
     def predict(self, x: np.ndarray, texts: Sequence[str] | None = None) -> np.ndarray:
-        out = np.array(self.learners[0].predict(x, texts=texts), dtype=np.float32)
-        for lr in self.learners[1:]:
-            out += lr.predict(x, texts=texts)
-        return out / np.float32(len(self.learners))
+        return self.combine([lr.predict(x, texts=texts) for lr in self.learners])
+
+    @staticmethod
+    def combine(parts: Sequence[np.ndarray]) -> np.ndarray:
+        """The blend of its parts' predictions (an evaluation that has them already
+        need not predict again)."""
+        out = np.array(parts[0], dtype=np.float32)
+        for p in parts[1:]:
+            out += p
+        return out / np.float32(len(parts))
 
     def state(self) -> tuple[dict, dict[str, np.ndarray]]:
         if self.shared:
