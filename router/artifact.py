@@ -18,7 +18,9 @@ from router.data import shipped_path
 from router.learners import Learner, learner_from_state
 from router.lengths import LengthModel
 
-FORMAT = "turnout-router/1"
+# /2: the text learner's n-gram hashes and clipping and the kNN's projected vectors changed;
+# a /1 artifact would load and predict with features it was not trained on.
+FORMAT = "turnout-router/2"
 SHIPPED_NAME = "router_artifact.npz"
 
 
@@ -72,7 +74,7 @@ def load_predictors(path: str | Path | None = None) -> Predictors:
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
         raise ArtifactError(f"router artifact {path} is corrupt: {type(e).__name__}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ArtifactError(f"router artifact {path} is not a {FORMAT} file")
+        raise ArtifactError(f"router artifact {path} is not a {FORMAT} file (retrain it with `turnout router train`)")
     try:
         learners = {}
         # learners built from others (a shared blend) load after those
