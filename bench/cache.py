@@ -6,7 +6,7 @@ Per entry count (10k, 100k, 1M; --quick stops at 100k) one index of synthetic
 clustered unit vectors (one tenant-category, the worst case) is searched with
 paraphrase-like queries (cosine PARAPHRASE_COS to an entry: the band the
 per-category thresholds hit in); each lookup = search + fetching the hit's document from
-the real Redis (pipelined HGET + score bump, the live code path). Redis holds
+the real Redis (one HGET, its score bump batched for later: the live code path). Redis holds
 2,000 documents; a hash lookup costs the same at any key count. Baselines in the
 same run: a numpy brute-force scan (+ the same fetch); a vector search inside
 Redis needs RediSearch / Redis 8 vector sets, which the running Redis lacks: reported

@@ -111,7 +111,8 @@ def measure_shipped(reps: int) -> dict:
     the held-out test questions (text and embedding)."""
     test = load_records(shipped_path("dcrouter_test.json"))
     artifact = load_predictors()
-    router = Router(artifact, {m: shipped_prices()[m] for m in artifact.models})
+    prices = shipped_prices()
+    router = Router(artifact, {m: prices[m] for m in artifact.models})
     queries = list(zip(embed_questions(test.questions), test.questions, strict=True))
     stats = stats_for(router.models, np.random.default_rng(1))
     policy = RoutePolicy(lam=0.5, mu=0.1, slo_s=2.0)

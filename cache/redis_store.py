@@ -12,8 +12,9 @@ Keys under one prefix P:
 Writes that must stay consistent (insert + quota eviction + event) run as one Lua
 script. A hit's recency (LRU) or hit count (LFU) is not written on the hit path: touches
 collect in memory and go out in one pipeline TOUCH_DELAY_S later, and always before the
-next insert, whose quota eviction reads them (a hit costs one HGET round trip). Any Redis error marks the store unhealthy: callers get a miss or a dropped
-store at once (fail open) until `ping()` succeeds again.
+next insert, whose quota eviction reads them (a hit costs one HGET round trip). Any
+Redis error marks the store unhealthy: callers get a miss or a dropped store at once
+(fail open) until `ping()` succeeds again.
 """
 
 from __future__ import annotations
