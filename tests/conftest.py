@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,9 +13,18 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# KV staging areas go in a directory of this session's own, so a leak check sees only
+# what this session made (another run on the machine shares /dev/shm).
+_SHM = "/dev/shm" if os.path.isdir("/dev/shm") else None
+STAGING = tempfile.mkdtemp(prefix="turnout-test-staging-", dir=_SHM)
+os.environ["TURNOUT_KV_STAGING_DIR"] = STAGING
 
 TESTS = Path(__file__).parent
 ARTIFACTS = TESTS / "artifacts"
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    shutil.rmtree(STAGING, ignore_errors=True)
 
 
 def free_port() -> int:
@@ -29,7 +40,8 @@ def serve_port() -> Iterator[int]:
     from ray import serve
 
     ray.init(num_cpus=16, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}})
+             runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+                                          "TURNOUT_KV_STAGING_DIR": STAGING}})
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     yield port
