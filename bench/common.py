@@ -53,7 +53,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_serve(port: int) -> None:
+def start_serve(port: int, ingress: str = "haproxy") -> None:
+    """A local Ray + Serve; `ingress` as in the gateway config (deploy/ingress.py). Serve
+    reads the flag when its modules are first imported: call before importing ray.serve."""
+    from deploy import ingress as ingress_mode
+
+    ingress_mode.apply(ingress)  # type: ignore[arg-type]
     import ray
     from ray import serve
 

@@ -4,6 +4,8 @@
 ingress that only forwards to the same deployment (same hops as the gateway), and
 (c) HTTP through the Turnout gateway; the model answers at once (max_tokens=1 on the
 tiny model). Then requests/s through the gateway at 1, 8 and 32 concurrent clients.
+All of it once per ingress (deploy/ingress.py): Serve's HAProxy ingress, the default,
+and Serve's Python proxy, each in a Ray of its own.
 
     python -m bench.gateway_overhead [--quick] [--json PATH]
 """
@@ -11,8 +13,10 @@ tiny model). Then requests/s through the gateway at 1, 8 and 32 concurrent clien
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import time
 import uuid
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -21,6 +25,7 @@ from ray import serve
 
 from bench.common import parser, pct, progress, start_serve, stop_serve, table, write_json
 
+INGRESSES = ("haproxy", "proxy")  # deploy/ingress.py; the default first
 BODY = {"model": "tiny-a", "max_tokens": 1, "temperature": 0,
         "messages": [{"role": "user", "content": "hello"}]}
 
@@ -93,17 +98,18 @@ async def throughput(url: str, concurrency: int, seconds: float) -> float:
         return done / (time.perf_counter() - t)
 
 
-def main() -> None:
-    args = parser(__doc__.split("\n")[0]).parse_args()
+def measure(quick: bool, ingress: str) -> dict:
+    """One Ray + Serve with the given ingress (a process of its own: Serve reads the flag
+    at import); latencies of the three paths and the gateway's throughput."""
     from bench.common import free_port
     from deploy.app import build_application, model_deployment_name
     from deploy.config import load_config
 
-    n = 150 if args.quick else 600
-    seconds = 6 if args.quick else 20
+    n = 100 if quick else 600
+    seconds = 4 if quick else 20
     port = free_port()
-    progress("starting Ray Serve and the tiny model (about a minute)")
-    start_serve(port)
+    progress(f"{ingress} ingress: starting Ray Serve and the tiny model (about a minute)")
+    start_serve(port, ingress)
     try:
         cfg = load_config(Path(__file__).parent.parent / "tests" / "tiny.yaml")
         cfg.models = cfg.models[:1]
@@ -114,12 +120,12 @@ def main() -> None:
         lat = asyncio.run(latencies(handle, f"{base}/v1/chat/completions", f"{base}/bare/forward", n))
         rps = {}
         for c in (1, 8, 32):
-            progress(f"throughput at {c} concurrent clients")
+            progress(f"{ingress} ingress: throughput at {c} concurrent clients")
             rps[str(c)] = asyncio.run(throughput(f"{base}/v1/chat/completions", c, seconds))
     finally:
         stop_serve()
     p = {k: (pct(v, 50) * 1e3, pct(v, 99) * 1e3) for k, v in lat.items()}
-    result = {
+    return {
         "requests_per_path": n,
         "handle_p50_ms": p["handle"][0], "handle_p99_ms": p["handle"][1],
         "serve_http_p50_ms": p["serve_http"][0], "serve_http_p99_ms": p["serve_http"][1],
@@ -130,21 +136,35 @@ def main() -> None:
         "floor_p99_ms": p["serve_http"][1] - p["handle"][1],
         "rps": rps,
     }
-    rows = [
-        ["(a) handle call", p["handle"][0], p["handle"][1], "-"],
-        ["(b) Ray Serve HTTP floor", p["serve_http"][0], p["serve_http"][1],
-         f"{p['serve_http'][0] / p['handle'][0]:.2f}x of (a)"],
-        ["(c) Turnout gateway", p["turnout"][0], p["turnout"][1],
-         f"{p['turnout'][0] / p['serve_http'][0]:.2f}x of (b)"],
-    ]
+
+
+def main() -> None:
+    args = parser(__doc__.split("\n")[0]).parse_args()
+    result: dict = {}
+    for ingress in INGRESSES:
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
+            result[ingress] = child.submit(measure, args.quick, ingress).result()
+    write_json(args.json, result)  # first: the numbers survive a printing bug
+    rows = []
+    for ingress, r in result.items():
+        rows += [
+            [f"{ingress}: (a) handle call", r["handle_p50_ms"], r["handle_p99_ms"], "-"],
+            [f"{ingress}: (b) Ray Serve HTTP floor", r["serve_http_p50_ms"], r["serve_http_p99_ms"],
+             f"{r['serve_http_p50_ms'] / r['handle_p50_ms']:.2f}x of (a)"],
+            [f"{ingress}: (c) Turnout gateway", r["turnout_p50_ms"], r["turnout_p99_ms"],
+             f"{r['turnout_p50_ms'] / r['serve_http_p50_ms']:.2f}x of (b)"],
+        ]
     print(table(["path (max_tokens=1, tiny model)", "p50 ms", "p99 ms", "p50 ratio"], rows))
     print()
     print(table(["added by Turnout over (b)", "p50 ms", "p99 ms"],
-                [["gateway - serve floor", result["added_p50_ms"], result["added_p99_ms"]]]))
+                [[f"{i}: gateway - serve floor", r["added_p50_ms"], r["added_p99_ms"]]
+                 for i, r in result.items()]))
     print()
-    print(table(["concurrent clients", "requests/s through the gateway"],
-                [[c, v] for c, v in rps.items()]))
-    write_json(args.json, result)
+    print(table(["concurrent clients"] + [f"{i}: requests/s" for i in result],
+                [[c] + [r["rps"][c] for r in result.values()] for c in result[INGRESSES[0]]["rps"]]))
+    h, p = result["haproxy"], result["proxy"]
+    print(f"\nthe gateway's p50 through HAProxy is {p['turnout_p50_ms'] / h['turnout_p50_ms']:.2f}x "
+          f"faster than through Serve's Python proxy")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from deploy import ingress
 from deploy.config import TurnoutConfig, parse_config
 from replicas.config import ModelSpec
 
@@ -115,11 +116,11 @@ def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:40] or "model"
 
 
-def _container(name: str, image: str, resources: dict, ports: list[dict]) -> dict:
+def _container(name: str, image: str, resources: dict, ports: list[dict], ray_env: dict) -> dict:
+    env = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **ray_env}
     return {"name": name, "image": image, "imagePullPolicy": "IfNotPresent",
             "ports": ports, "resources": {"requests": resources, "limits": resources},
-            "env": [{"name": "HF_HUB_OFFLINE", "value": "1"},
-                    {"name": "TOKENIZERS_PARALLELISM", "value": "false"}],
+            "env": [{"name": k, "value": v} for k, v in env.items()],
             "lifecycle": {"preStop": {"exec": {"command": ["/bin/sh", "-c", "ray stop"]}}}}
 
 
@@ -144,7 +145,7 @@ def gpu_pods(spec: ModelSpec) -> tuple[int, int, int, int]:
     return per_pod, pods(max(lo, 1)), pods(lo), pods(hi)
 
 
-def model_group(spec: ModelSpec, opts: RenderOptions) -> dict:
+def model_group(spec: ModelSpec, opts: RenderOptions, ray_env: dict) -> dict:
     gpu = spec.num_gpus > 0
     per_pod, now, lo, hi = gpu_pods(spec)
     cpus = max(math.ceil(spec.num_cpus), spec.cpu_threads, 1) + 1
@@ -153,28 +154,28 @@ def model_group(spec: ModelSpec, opts: RenderOptions) -> dict:
     if gpu:
         resources["nvidia.com/gpu"] = str(per_pod)
         params["num-gpus"] = str(per_pod)
-    container = _container("ray-worker", opts.image, resources, [_metrics_port()])
+    container = _container("ray-worker", opts.image, resources, [_metrics_port()], ray_env)
     return {"groupName": f"{'gpu' if gpu else 'cpu'}-{_slug(spec.name)}", "replicas": now,
             "minReplicas": lo, "maxReplicas": max(hi, now), "rayStartParams": params,
             "template": _template(container, gpu)}
 
 
-def cpu_group(opts: RenderOptions) -> dict:
+def cpu_group(opts: RenderOptions, ray_env: dict) -> dict:
     # Gateway, cache (embedder) and router replicas land here, never on GPU pods' CPUs.
     resources = {"cpu": "4", "memory": "8Gi"}
-    container = _container("ray-worker", opts.image, resources, [_metrics_port()])
+    container = _container("ray-worker", opts.image, resources, [_metrics_port()], ray_env)
     return {"groupName": "cpu-services", "replicas": opts.cpu_group_replicas,
             "minReplicas": opts.cpu_group_replicas, "maxReplicas": max(opts.cpu_group_replicas, 4),
             "rayStartParams": {"metrics-export-port": str(METRICS_PORT), "num-cpus": "4"},
             "template": _template(container, False)}
 
 
-def head_group(opts: RenderOptions) -> dict:
+def head_group(opts: RenderOptions, ray_env: dict) -> dict:
     ports = [{"containerPort": 6379, "name": "gcs-server"}, {"containerPort": 8265, "name": "dashboard"},
              {"containerPort": 10001, "name": "client"}, {"containerPort": SERVE_PORT, "name": "serve"},
              _metrics_port()]
     container = _container("ray-head", opts.image, {"cpu": opts.head_cpu, "memory": opts.head_memory},
-                           ports)
+                           ports, ray_env)
     # num-cpus 0: no replica is scheduled on the head, it only runs Ray's control plane.
     return {"rayStartParams": {"dashboard-host": "0.0.0.0", "num-cpus": "0",
                                "metrics-export-port": str(METRICS_PORT)},
@@ -184,6 +185,7 @@ def head_group(opts: RenderOptions) -> dict:
 def rayservice(config_text: str, source: str, opts: RenderOptions) -> dict:
     cfg = parse_text(config_text, source)
     text = cluster_config_text(config_text, opts)
+    env = ingress.ray_env(cfg.gateway.ingress)  # every node: Serve reads it where it starts
     return {
         "apiVersion": "ray.io/v1", "kind": "RayService",
         "metadata": {"name": opts.name, "namespace": opts.namespace, "labels": dict(PART_OF)},
@@ -192,8 +194,8 @@ def rayservice(config_text: str, source: str, opts: RenderOptions) -> dict:
             "rayClusterConfig": {
                 "rayVersion": RAY_VERSION,
                 "enableInTreeAutoscaling": any(m.autoscaling for m in cfg.models),
-                "headGroupSpec": head_group(opts),
-                "workerGroupSpecs": [cpu_group(opts)] + [model_group(m, opts) for m in cfg.models],
+                "headGroupSpec": head_group(opts, env),
+                "workerGroupSpecs": [cpu_group(opts, env)] + [model_group(m, opts, env) for m in cfg.models],
             },
         },
     }

@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 
+from deploy import ingress
 from deploy.config import TurnoutConfig
 from gateway.config import hash_key
 
@@ -82,6 +83,11 @@ def start(cfg: TurnoutConfig, address: str | None = None) -> str:
     build_packs(cfg)
     if not ray.is_initialized():
         say("starting Ray" if address is None else f"connecting to Ray at {address}")
+        if address is None:
+            ingress.apply(cfg.gateway.ingress)
+        else:  # Serve's processes there read the flag their nodes were started with
+            say(f"gateway.ingress {cfg.gateway.ingress!r} applies where that cluster's nodes "
+                f"run with {ingress.ray_env(cfg.gateway.ingress)}")
         ray.init(address=address, include_dashboard=False, log_to_driver=False,
                  ignore_reinit_error=True)
     serve.start(http_options={"host": cfg.gateway.host, "port": cfg.gateway.port})

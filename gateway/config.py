@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -46,6 +47,10 @@ class GatewaySpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    # haproxy: Serve's HAProxy hands requests to the gateway replicas' own HTTP servers;
+    # proxy: Serve's Python proxy (one more hop, and the body fetched back over an RPC).
+    # Applied when Turnout starts Ray (local) or renders the RayService (deploy/ingress.py).
+    ingress: Literal["haproxy", "proxy"] = "haproxy"
     # Where `model: "auto"` goes when no router is configured.
     default_model: str | None = None
     # When false, requests need no key and run as the "default" tenant.

@@ -18,6 +18,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 _SHM = "/dev/shm" if os.path.isdir("/dev/shm") else None
 STAGING = tempfile.mkdtemp(prefix="turnout-test-staging-", dir=_SHM)
 os.environ["TURNOUT_KV_STAGING_DIR"] = STAGING
+# The session's Ray runs the gateway's default ingress (HAProxy, deploy/ingress.py).
+os.environ.setdefault("RAY_SERVE_ENABLE_HA_PROXY", "1")
 
 TESTS = Path(__file__).parent
 ARTIFACTS = TESTS / "artifacts"

@@ -83,6 +83,26 @@ def test_gpu_worker_groups_follow_the_model_specs() -> None:
         assert g["rayStartParams"]["metrics-export-port"] == "8080"
 
 
+def _env_of_every_container(obj: dict) -> list[dict[str, str]]:
+    cluster = obj["spec"]["rayClusterConfig"]
+    groups = [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]
+    return [{e["name"]: e["value"] for e in c["env"]}
+            for g in groups for c in g["template"]["spec"]["containers"]]
+
+
+def test_every_ray_node_runs_the_configured_ingress(tmp_path: Path) -> None:
+    envs = _env_of_every_container(render())
+    assert len(envs) == 4 and all(e["RAY_SERVE_ENABLE_HA_PROXY"] == "1" for e in envs)  # default
+    cfg = yaml.safe_load(DEFAULT.read_text())
+    cfg["gateway"] = {**(cfg.get("gateway") or {}), "ingress": "proxy"}
+    (tmp_path / "proxy.yaml").write_text(yaml.safe_dump(cfg))
+    assert all(e["RAY_SERVE_ENABLE_HA_PROXY"] == "0" for e in _env_of_every_container(render(tmp_path / "proxy.yaml")))
+    cfg["gateway"]["ingress"] = "nginx"
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(Exception, match="gateway.ingress"):
+        render(tmp_path / "bad.yaml")
+
+
 def _deployments(app) -> dict[str, dict]:
     from ray.serve._private.build_app import build_app as serve_build
 
