@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import sys
 import threading
 import time
@@ -118,6 +119,9 @@ def serve_forever(cfg: TurnoutConfig, block: bool = True) -> int:
           f"\"What is the capital of France?\"}}]}}'", flush=True)
     if not block:
         return 0
+    # SIGTERM stops like Ctrl-C: Serve shuts down in order, so its HAProxy (a child
+    # process of a Ray actor, not of Ray itself) stops too instead of keeping the port.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         while True:
             time.sleep(3600)
