@@ -15,9 +15,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # KV staging areas go in a directory of this session's own, so a leak check sees only
 # what this session made (another run on the machine shares /dev/shm).
-_SHM = "/dev/shm" if os.path.isdir("/dev/shm") else None
-STAGING = tempfile.mkdtemp(prefix="turnout-test-staging-", dir=_SHM)
-os.environ["TURNOUT_KV_STAGING_DIR"] = STAGING
+# Ray workers that import a test module import this file too: they inherit the session's
+# directory through the environment and must neither make nor remove one of their own.
+_OWN_STAGING = "TURNOUT_KV_STAGING_DIR" not in os.environ
+if _OWN_STAGING:
+    _SHM = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    os.environ["TURNOUT_KV_STAGING_DIR"] = tempfile.mkdtemp(prefix="turnout-test-staging-", dir=_SHM)
+STAGING = os.environ["TURNOUT_KV_STAGING_DIR"]
 # The session's Ray runs the gateway's default ingress (HAProxy, deploy/ingress.py).
 os.environ.setdefault("RAY_SERVE_ENABLE_HA_PROXY", "1")
 
@@ -26,7 +30,8 @@ ARTIFACTS = TESTS / "artifacts"
 
 
 def pytest_sessionfinish(session, exitstatus) -> None:
-    shutil.rmtree(STAGING, ignore_errors=True)
+    if _OWN_STAGING:
+        shutil.rmtree(STAGING, ignore_errors=True)
 
 
 def free_port() -> int:

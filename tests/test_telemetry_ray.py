@@ -24,6 +24,7 @@ def record_everything() -> int:
                            completion_tokens=10)
     gateway.record_error("tiny-a", "acme", "chat", 400, "context_length_exceeded")
     gateway.record_cache_hit("tiny-a", "acme", "math", "semantic", 0.004)
+    gateway.record_failover("tiny-a", "retried")
     replica.record_replica_stats(ReplicaStats("r1", "tiny-a", running=3, waiting=1, kv_blocks_used=40,
                                               kv_blocks_total=100, tokens_in_flight=700))
     replica.record_aborted("tiny-a", "r1")
@@ -85,5 +86,6 @@ def test_every_metric_reaches_the_ray_metrics_endpoint(serve_port: int) -> None:
     assert one("ray_turnout_replica_kv_usage_ratio", replica="r1") == 0.4
     assert one("ray_turnout_router_baseline_cost_usd_total", model="tiny-a") >= 0.009
     assert one("ray_turnout_cache_hits_total", category="math", tier="exact") >= 1
+    assert one("ray_turnout_gateway_replica_failovers_total", model="tiny-a", outcome="retried") >= 1
     assert one("ray_turnout_migration_downtime_seconds_count", model="tiny-a") >= 1
     assert one("ray_turnout_migration_transferred_bytes_total", model="tiny-a") >= (1 << 20) + 4096
