@@ -9,6 +9,8 @@ must give back all KV blocks on both engines.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 
 import pytest
 import pytest_asyncio
@@ -37,13 +39,35 @@ def prompt(seed: int, n: int = 100) -> list[int]:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def agents():
     hosts = await start_hosts(2)
-    spec = {"lease_s": 1.0, "call_timeout_s": 1.0}
+    # Timeouts a loaded 2-core machine stays well inside; the fault tests shorten them.
+    spec = {"lease_s": 10.0, "call_timeout_s": 5.0}
     a = {h.replica_id: MigrationAgent(h, h.replica_id, spec) for h in hosts}
     yield a
     for agent in a.values():
         await agent.close()
     for h in hosts:
         h.shutdown()
+
+
+@contextlib.contextmanager
+def short_timeouts(agents, seconds: float = 1.0):
+    """Fault tests wait out a call timeout or a lease: short ones keep them quick (and the
+    stream still running when the rollback comes)."""
+    saved = {rid: (a.spec.call_timeout_s, a.spec.lease_s) for rid, a in agents.items()}
+    for a in agents.values():
+        a.spec.call_timeout_s = a.spec.lease_s = seconds
+    try:
+        yield
+    finally:
+        for rid, a in agents.items():
+            a.spec.call_timeout_s, a.spec.lease_s = saved[rid]
+
+
+async def lease_expires(agent, within_s: float = 5.0) -> None:
+    deadline = time.monotonic() + within_s
+    while agent.status()["reserved_blocks"] and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert agent.status()["reserved_blocks"] == 0
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -159,9 +183,10 @@ async def test_destination_dead(agents, baseline, reference):
     address = dead.address
     dead.close()
     run = ClientRun()
-    task = asyncio.create_task(client(agents, "r0", "dead", prompt(5), params(), run))
-    rec = await migrate_when(run, 10, agents["r0"], "dead", dest_address=address)
-    await task
+    with short_timeouts(agents):
+        task = asyncio.create_task(client(agents, "r0", "dead", prompt(5), params(), run))
+        rec = await migrate_when(run, 10, agents["r0"], "dead", dest_address=address)
+        await task
     assert rec["stage"] == "rolled_back" and "unreachable" in rec["reason"]
     same(run, reference[5])
     await assert_clean(agents, baseline)
@@ -173,10 +198,11 @@ async def test_destination_slow(agents, baseline, reference):
 
     slow = PeerServer(never)
     try:
-        run = ClientRun()
-        task = asyncio.create_task(client(agents, "r1", "slow", prompt(0), params(), run))
-        rec = await migrate_when(run, 10, agents["r1"], "slow", dest_address=slow.address)
-        await task
+        with short_timeouts(agents):
+            run = ClientRun()
+            task = asyncio.create_task(client(agents, "r1", "slow", prompt(0), params(), run))
+            rec = await migrate_when(run, 10, agents["r1"], "slow", dest_address=slow.address)
+            await task
     finally:
         slow.close()
     assert rec["stage"] == "rolled_back"
@@ -196,25 +222,28 @@ async def test_destination_dies_after_prepare(agents, baseline, reference):
 
     proxy = PeerServer(dies)
     try:
-        run = ClientRun()
-        task = asyncio.create_task(client(agents, "r0", "diesafter", prompt(1), params(), run))
-        rec = await migrate_when(run, 40, agents["r0"], "diesafter", dest_address=proxy.address)
-        await task
+        with short_timeouts(agents):
+            run = ClientRun()
+            task = asyncio.create_task(client(agents, "r0", "diesafter", prompt(1), params(), run))
+            rec = await migrate_when(run, 40, agents["r0"], "diesafter", dest_address=proxy.address)
+            await task
+            await lease_expires(agents["r1"])  # the reservation nobody admitted goes
     finally:
         proxy.close()
     assert rec["stage"] == "rolled_back" and "admit" in rec["reason"]
     assert run.replicas == ["r0", "r0"] and run.handoffs[0]["rolled_back"]
     same(run, reference[1])
-    await asyncio.sleep(1.5)  # the destination's lease runs out
     await assert_clean(agents, baseline)
 
 
 async def test_source_dies_after_destination_reserved(agents, baseline):
     dst = agents["r1"]
-    reply = await peer_call(dst.address(), "prepare", {"migration_id": "ghost", "blocks": 8}, 5)
-    assert reply["ok"] and dst.status()["reserved_blocks"] == 8
-    await asyncio.sleep(1.6)  # lease_s = 1: no admit comes, the reservation goes
-    assert dst.status()["reserved_blocks"] == 0
+    with short_timeouts(agents):  # lease_s = 1: no admit comes, the reservation goes
+        reply = await peer_call(dst.address(), "prepare", {"migration_id": "ghost", "blocks": 8}, 5)
+        assert reply["ok"] and dst.status()["reserved_blocks"] == 8
+        await asyncio.sleep(0.5)
+        assert dst.status()["reserved_blocks"] == 8  # not before the lease is up
+        await lease_expires(dst)
     await assert_clean(agents, baseline)
 
 
