@@ -26,7 +26,3 @@ def ray_env(ingress: Ingress) -> dict[str, str]:
 def apply(ingress: Ingress) -> None:
     """Set the flag in this process, before it starts Ray (its processes inherit it)."""
     os.environ.update(ray_env(ingress))
-
-
-def active() -> Ingress:
-    return "haproxy" if os.environ.get(HAPROXY_FLAG) == "1" else "proxy"
