@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing
 import sys
 import time
 import uuid
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import redis
@@ -221,9 +219,8 @@ async def run(quick: bool) -> dict:
         await store.close()
     out["gateway_hit_path"] = {}
     for ingress in ("haproxy", "proxy"):
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
-            out["gateway_hit_path"][ingress] = await asyncio.wrap_future(
-                child.submit(gateway_hit_path, quick, ingress))
+        out["gateway_hit_path"][ingress] = await asyncio.to_thread(
+            common.in_own_process, gateway_hit_path, quick, ingress)
     return out
 
 

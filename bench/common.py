@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import socket
 import sys
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +53,13 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def in_own_process(fn, *args):
+    """fn(*args) in a fresh (spawned) interpreter: for a Ray whose Serve flags are read
+    at import, e.g. one run per ingress in the same benchmark."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
+        return child.submit(fn, *args).result()
 
 
 def start_serve(port: int, ingress: str = "haproxy") -> None:

@@ -13,17 +13,15 @@ and Serve's Python proxy, each in a Ray of its own.
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import time
 import uuid
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import httpx
 from fastapi import FastAPI, Request
 from ray import serve
 
-from bench.common import parser, pct, progress, start_serve, stop_serve, table, write_json
+from bench.common import in_own_process, parser, pct, progress, start_serve, stop_serve, table, write_json
 
 INGRESSES = ("haproxy", "proxy")  # deploy/ingress.py; the default first
 BODY = {"model": "tiny-a", "max_tokens": 1, "temperature": 0,
@@ -142,8 +140,7 @@ def main() -> None:
     args = parser(__doc__.split("\n")[0]).parse_args()
     result: dict = {}
     for ingress in INGRESSES:
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
-            result[ingress] = child.submit(measure, args.quick, ingress).result()
+        result[ingress] = in_own_process(measure, args.quick, ingress)
     write_json(args.json, result)  # first: the numbers survive a printing bug
     rows = []
     for ingress, r in result.items():
