@@ -68,7 +68,7 @@ def heldout_view(records: Records, idx: np.ndarray) -> tuple[np.ndarray, np.ndar
     return rows, cols
 
 
-def _out_of_fold(name: str, params: dict, x, records: Records, folds: list[np.ndarray]) -> np.ndarray:
+def out_of_fold(name: str, params: dict, x, records: Records, folds: list[np.ndarray]) -> np.ndarray:
     s, m, q = records.scores, records.mask, records.questions
     pred = np.zeros_like(s)
     for held in folds:
@@ -90,7 +90,7 @@ def _select(name: str, x, records: Records, folds: list[np.ndarray], view, cost,
         if name == "blend":
             pred = BlendLearner.combine([oof[p] for p in BLEND_PARTS])
         else:
-            pred = _out_of_fold(name, params, x, records, folds)
+            pred = out_of_fold(name, params, x, records, folds)
         info = heldout_info(pred[np.ix_(rows, cols)], records.scores[np.ix_(rows, cols)],
                             cost[np.ix_(rows, cols)], core)
         info["params"] = params

@@ -1,0 +1,73 @@
+"""A line chart as a standalone SVG file: the benchmarks' plots, with no plotting library.
+
+    line_chart(path, title, x_label, y_label, series={"name": [(x, y), ...]}, hlines={"label": y})
+
+Axes get 5 evenly spaced ticks over the data's range; each series is a polyline in its
+own colour with a legend entry; `hlines` draws dashed reference lines (a target, a
+baseline) and `markers` single labelled points (a baseline that is one point). Browsers and GitHub render the file as an image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from html import escape
+from pathlib import Path
+
+COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf")
+W, H, LEFT, RIGHT, TOP, BOTTOM = 820, 440, 70, 270, 40, 55
+
+
+def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+    return [lo + (hi - lo) * i / (n - 1) for i in range(n)]
+
+
+def line_chart(path: str | Path, title: str, x_label: str, y_label: str,
+               series: Mapping[str, Sequence[tuple[float, float]]],
+               hlines: Mapping[str, float] | None = None,
+               markers: Mapping[str, tuple[float, float]] | None = None) -> Path:
+    hlines, markers = dict(hlines or {}), dict(markers or {})
+    xs = [x for pts in series.values() for x, _ in pts] + [x for x, _ in markers.values()]
+    ys = [y for pts in series.values() for _, y in pts] + list(hlines.values()) + [y for _, y in markers.values()]
+    if not xs:
+        raise ValueError("a chart needs at least one point")
+    x0, x1 = min(xs), max(xs)
+    y0, y1 = min(ys), max(ys)
+    x1, y1 = (x1 if x1 > x0 else x0 + 1), (y1 if y1 > y0 else y0 + 1)
+    pw, ph = W - LEFT - RIGHT, H - TOP - BOTTOM
+    sx = lambda x: LEFT + (x - x0) / (x1 - x0) * pw  # noqa: E731
+    sy = lambda y: TOP + ph - (y - y0) / (y1 - y0) * ph  # noqa: E731
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" '
+           f'font-size="12"><rect width="{W}" height="{H}" fill="white"/>',
+           f'<text x="{W / 2}" y="22" text-anchor="middle" font-size="15">{escape(title)}</text>',
+           f'<rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}" fill="none" stroke="#444"/>']
+    for t in _ticks(x0, x1):
+        out.append(f'<line x1="{sx(t):.1f}" y1="{TOP + ph}" x2="{sx(t):.1f}" y2="{TOP + ph + 5}" stroke="#444"/>'
+                   f'<text x="{sx(t):.1f}" y="{TOP + ph + 18}" text-anchor="middle">{t:.3g}</text>')
+    for t in _ticks(y0, y1):
+        out.append(f'<line x1="{LEFT - 5}" y1="{sy(t):.1f}" x2="{LEFT}" y2="{sy(t):.1f}" stroke="#444"/>'
+                   f'<text x="{LEFT - 8}" y="{sy(t) + 4:.1f}" text-anchor="end">{t:.3g}</text>')
+    out.append(f'<text x="{LEFT + pw / 2}" y="{H - 12}" text-anchor="middle">{escape(x_label)}</text>')
+    out.append(f'<text x="16" y="{TOP + ph / 2}" text-anchor="middle" '
+               f'transform="rotate(-90 16 {TOP + ph / 2})">{escape(y_label)}</text>')
+    legend_y = TOP + 10
+    for i, (name, y) in enumerate(hlines.items()):
+        out.append(f'<line x1="{LEFT}" y1="{sy(y):.1f}" x2="{LEFT + pw}" y2="{sy(y):.1f}" stroke="#777" '
+                   f'stroke-dasharray="{4 + 2 * i},4"/>')
+        out.append(f'<text x="{LEFT + pw + 10}" y="{legend_y + 4}" fill="#555">- - {escape(name)}</text>')
+        legend_y += 18
+    for i, (name, pts) in enumerate(series.items()):
+        colour = COLOURS[i % len(COLOURS)]
+        coords = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in sorted(pts))
+        out.append(f'<polyline points="{coords}" fill="none" stroke="{colour}" stroke-width="2"/>')
+        out.append(f'<line x1="{LEFT + pw + 10}" y1="{legend_y}" x2="{LEFT + pw + 30}" y2="{legend_y}" '
+                   f'stroke="{colour}" stroke-width="3"/><text x="{LEFT + pw + 35}" y="{legend_y + 4}">'
+                   f'{escape(name)}</text>')
+        legend_y += 18
+    for name, (x, y) in markers.items():
+        out.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="5" fill="black"/>'
+                   f'<text x="{sx(x) - 8:.1f}" y="{sy(y) + 18:.1f}" text-anchor="end">{escape(name)}</text>')
+    out.append("</svg>")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(out) + "\n")
+    return path

@@ -1,0 +1,37 @@
+"""The benchmarks' SVG line chart: valid XML, one line per series at the right places."""
+
+import xml.dom.minidom
+
+import pytest
+
+from bench.svg import BOTTOM, LEFT, RIGHT, TOP, H, W, line_chart
+
+
+def _points(poly) -> list[tuple[float, float]]:
+    return [tuple(map(float, p.split(","))) for p in poly.getAttribute("points").split()]
+
+
+def test_series_are_scaled_into_the_plot_area(tmp_path):
+    path = line_chart(tmp_path / "c.svg", "cost <against> quality", "cost", "quality",
+                      {"a & b": [(2.0, 0.5), (0.0, 0.1), (1.0, 0.3)], "c": [(0.0, 0.2), (2.0, 0.2)]},
+                      hlines={"target": 0.6}, markers={"best single": (3.0, 0.4)})
+    doc = xml.dom.minidom.parse(str(path))  # escaping of <, > and & keeps it well-formed
+    polys = doc.getElementsByTagName("polyline")
+    assert len(polys) == 2
+    a = _points(polys[0])
+    # sorted by x; the lowest x sits on the left edge; the marker (x=3) widens the x range
+    span = W - LEFT - RIGHT
+    assert [round(x) for x, _ in a] == [LEFT, round(LEFT + span / 3), round(LEFT + 2 * span / 3)]
+    (dot,) = doc.getElementsByTagName("circle")
+    assert float(dot.getAttribute("cx")) == pytest.approx(W - RIGHT)
+    # y grows downwards: the smallest value (0.1) is at the bottom, the target line (0.6) at the top
+    assert a[0][1] == pytest.approx(H - BOTTOM)
+    assert a[0][1] > a[1][1] > a[2][1] > TOP
+    texts = [t.firstChild.data for t in doc.getElementsByTagName("text")]
+    assert "a & b" in texts and "cost <against> quality" in texts and any("target" in t for t in texts)
+
+
+def test_a_chart_with_no_points_is_refused(tmp_path):
+    with pytest.raises(ValueError):
+        line_chart(tmp_path / "c.svg", "t", "x", "y", {"empty": []})
+    assert not (tmp_path / "c.svg").exists()
