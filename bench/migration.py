@@ -12,7 +12,10 @@ Measured twice: with the source engine alone on core 0 and the destination engin
 this process on core 1 (as if on separate hosts: what the migration itself costs the
 source), and with all of them sharing both cores (what this 2-core box costs on top).
 
-    python -m bench.migration [--quick] [--json PATH]
+    python -m bench.migration [--quick] [--json PATH] [--plot PATH]
+
+The plot (SVG, default bench/plots/migration_downtime.svg) shows both downtimes
+against the prompt length.
 """
 
 from __future__ import annotations
@@ -24,10 +27,12 @@ import statistics
 import time
 
 from bench.common import parser, progress, table, write_json
+from bench.svg import line_chart
 
 LENGTHS = (256, 1024, 4096, 8192)
 DECODE = 48  # tokens each migrated request generates
 MIGRATE_AT = 12  # migrate after this many tokens
+PLOT = "bench/plots/migration_downtime.svg"
 
 
 def sampling(max_tokens: int):
@@ -211,12 +216,23 @@ def report(res: dict) -> str:
             f"{res['decode_slowdown_shared_cores'] * 100:.1f}%")
 
 
+def plot(res: dict, path: str) -> None:
+    series = {f"{label} migration": [(int(n), r["downtime_ms"]) for n, r in res[mode].items()]
+              for mode, label in (("kv", "KV"), ("recompute", "recompute"))}
+    line_chart(path, "Downtime of a migrated request against its length", "prompt tokens",
+               "downtime, ms (median)", series, y_min=0.0)
+    progress(f"wrote {path}")
+
+
 def main() -> int:
-    args = parser(__doc__.splitlines()[0]).parse_args()
+    ap = parser(__doc__.splitlines()[0])
+    ap.add_argument("--plot", default=PLOT, help=f"SVG of downtime against length (default {PLOT})")
+    args = ap.parse_args()
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     res = asyncio.run(main_async(args.quick))
-    print(report(res))
     write_json(args.json, res)
+    print(report(res))
+    plot(res, args.plot)
     return 0
 
 

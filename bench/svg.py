@@ -21,17 +21,23 @@ def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     return [lo + (hi - lo) * i / (n - 1) for i in range(n)]
 
 
+def _num(v: float) -> str:
+    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
+
+
 def line_chart(path: str | Path, title: str, x_label: str, y_label: str,
                series: Mapping[str, Sequence[tuple[float, float]]],
                hlines: Mapping[str, float] | None = None,
-               markers: Mapping[str, tuple[float, float]] | None = None) -> Path:
+               markers: Mapping[str, tuple[float, float]] | None = None,
+               y_min: float | None = None) -> Path:
+    """`y_min` pins the bottom of the y axis (e.g. 0) instead of the lowest value."""
     hlines, markers = dict(hlines or {}), dict(markers or {})
     xs = [x for pts in series.values() for x, _ in pts] + [x for x, _ in markers.values()]
     ys = [y for pts in series.values() for _, y in pts] + list(hlines.values()) + [y for _, y in markers.values()]
     if not xs:
         raise ValueError("a chart needs at least one point")
     x0, x1 = min(xs), max(xs)
-    y0, y1 = min(ys), max(ys)
+    y0, y1 = (min(ys) if y_min is None else y_min), max(ys)
     x1, y1 = (x1 if x1 > x0 else x0 + 1), (y1 if y1 > y0 else y0 + 1)
     pw, ph = W - LEFT - RIGHT, H - TOP - BOTTOM
     sx = lambda x: LEFT + (x - x0) / (x1 - x0) * pw  # noqa: E731
@@ -42,10 +48,10 @@ def line_chart(path: str | Path, title: str, x_label: str, y_label: str,
            f'<rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}" fill="none" stroke="#444"/>']
     for t in _ticks(x0, x1):
         out.append(f'<line x1="{sx(t):.1f}" y1="{TOP + ph}" x2="{sx(t):.1f}" y2="{TOP + ph + 5}" stroke="#444"/>'
-                   f'<text x="{sx(t):.1f}" y="{TOP + ph + 18}" text-anchor="middle">{t:.3g}</text>')
+                   f'<text x="{sx(t):.1f}" y="{TOP + ph + 18}" text-anchor="middle">{_num(t)}</text>')
     for t in _ticks(y0, y1):
         out.append(f'<line x1="{LEFT - 5}" y1="{sy(t):.1f}" x2="{LEFT}" y2="{sy(t):.1f}" stroke="#444"/>'
-                   f'<text x="{LEFT - 8}" y="{sy(t) + 4:.1f}" text-anchor="end">{t:.3g}</text>')
+                   f'<text x="{LEFT - 8}" y="{sy(t) + 4:.1f}" text-anchor="end">{_num(t)}</text>')
     out.append(f'<text x="{LEFT + pw / 2}" y="{H - 12}" text-anchor="middle">{escape(x_label)}</text>')
     out.append(f'<text x="16" y="{TOP + ph / 2}" text-anchor="middle" '
                f'transform="rotate(-90 16 {TOP + ph / 2})">{escape(y_label)}</text>')
@@ -59,6 +65,8 @@ def line_chart(path: str | Path, title: str, x_label: str, y_label: str,
         colour = COLOURS[i % len(COLOURS)]
         coords = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in sorted(pts))
         out.append(f'<polyline points="{coords}" fill="none" stroke="{colour}" stroke-width="2"/>')
+        if len(pts) <= 20:  # few measurements: show where they are
+            out.extend(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{colour}"/>' for x, y in pts)
         out.append(f'<line x1="{LEFT + pw + 10}" y1="{legend_y}" x2="{LEFT + pw + 30}" y2="{legend_y}" '
                    f'stroke="{colour}" stroke-width="3"/><text x="{LEFT + pw + 35}" y="{legend_y + 4}">'
                    f'{escape(name)}</text>')

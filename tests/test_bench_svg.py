@@ -22,8 +22,9 @@ def test_series_are_scaled_into_the_plot_area(tmp_path):
     # sorted by x; the lowest x sits on the left edge; the marker (x=3) widens the x range
     span = W - LEFT - RIGHT
     assert [round(x) for x, _ in a] == [LEFT, round(LEFT + span / 3), round(LEFT + 2 * span / 3)]
-    (dot,) = doc.getElementsByTagName("circle")
-    assert float(dot.getAttribute("cx")) == pytest.approx(W - RIGHT)
+    dots = doc.getElementsByTagName("circle")  # each measured point, then the marker
+    assert len(dots) == 3 + 2 + 1
+    assert float(dots[-1].getAttribute("cx")) == pytest.approx(W - RIGHT)
     # y grows downwards: the smallest value (0.1) is at the bottom, the target line (0.6) at the top
     assert a[0][1] == pytest.approx(H - BOTTOM)
     assert a[0][1] > a[1][1] > a[2][1] > TOP
@@ -35,3 +36,15 @@ def test_a_chart_with_no_points_is_refused(tmp_path):
     with pytest.raises(ValueError):
         line_chart(tmp_path / "c.svg", "t", "x", "y", {"empty": []})
     assert not (tmp_path / "c.svg").exists()
+
+
+def test_y_min_pins_the_axis_bottom(tmp_path):
+    path = line_chart(tmp_path / "c.svg", "t", "tokens", "ms", {"kv": [(256, 20.0), (8192, 40.0)]}, y_min=0.0)
+    doc = xml.dom.minidom.parse(str(path))
+    (poly,) = doc.getElementsByTagName("polyline")
+    (_, y_low), (_, y_high) = _points(poly)
+    plot_h = H - TOP - BOTTOM
+    assert y_low == pytest.approx(TOP + plot_h / 2)  # 20 of 0..40 is half way up
+    assert y_high == pytest.approx(TOP)
+    texts = [t.firstChild.data for t in doc.getElementsByTagName("text")]
+    assert "8,192" in texts and "0" in texts  # thousands get separators, not 8.19e+03
