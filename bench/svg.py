@@ -9,6 +9,7 @@ baseline) and `markers` single labelled points (a baseline that is one point). B
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from html import escape
 from pathlib import Path
@@ -29,19 +30,25 @@ def line_chart(path: str | Path, title: str, x_label: str, y_label: str,
                series: Mapping[str, Sequence[tuple[float, float]]],
                hlines: Mapping[str, float] | None = None,
                markers: Mapping[str, tuple[float, float]] | None = None,
-               y_min: float | None = None) -> Path:
-    """`y_min` pins the bottom of the y axis (e.g. 0) instead of the lowest value."""
+               y_min: float | None = None, log_y: bool = False) -> Path:
+    """`y_min` pins the bottom of the y axis (e.g. 0) instead of the lowest value;
+    `log_y` spaces the y axis by powers of ten (values must be positive)."""
     hlines, markers = dict(hlines or {}), dict(markers or {})
     xs = [x for pts in series.values() for x, _ in pts] + [x for x, _ in markers.values()]
     ys = [y for pts in series.values() for _, y in pts] + list(hlines.values()) + [y for _, y in markers.values()]
     if not xs:
         raise ValueError("a chart needs at least one point")
+    if log_y and min(ys) <= 0:
+        raise ValueError("a log-scale axis needs positive values")
     x0, x1 = min(xs), max(xs)
     y0, y1 = (min(ys) if y_min is None else y_min), max(ys)
-    x1, y1 = (x1 if x1 > x0 else x0 + 1), (y1 if y1 > y0 else y0 + 1)
+    if log_y:  # whole decades around the data
+        y0, y1 = 10.0 ** math.floor(math.log10(y0)), 10.0 ** math.ceil(math.log10(y1))
+    x1, y1 = (x1 if x1 > x0 else x0 + 1), (y1 if y1 > y0 else y0 * 10 if log_y else y0 + 1)
+    fy = math.log10 if log_y else (lambda v: v)
     pw, ph = W - LEFT - RIGHT, H - TOP - BOTTOM
     sx = lambda x: LEFT + (x - x0) / (x1 - x0) * pw  # noqa: E731
-    sy = lambda y: TOP + ph - (y - y0) / (y1 - y0) * ph  # noqa: E731
+    sy = lambda y: TOP + ph - (fy(y) - fy(y0)) / (fy(y1) - fy(y0)) * ph  # noqa: E731
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" '
            f'font-size="12"><rect width="{W}" height="{H}" fill="white"/>',
            f'<text x="{W / 2}" y="22" text-anchor="middle" font-size="15">{escape(title)}</text>',
@@ -49,7 +56,9 @@ def line_chart(path: str | Path, title: str, x_label: str, y_label: str,
     for t in _ticks(x0, x1):
         out.append(f'<line x1="{sx(t):.1f}" y1="{TOP + ph}" x2="{sx(t):.1f}" y2="{TOP + ph + 5}" stroke="#444"/>'
                    f'<text x="{sx(t):.1f}" y="{TOP + ph + 18}" text-anchor="middle">{_num(t)}</text>')
-    for t in _ticks(y0, y1):
+    y_ticks = ([10.0 ** k for k in range(round(math.log10(y0)), round(math.log10(y1)) + 1)] if log_y
+               else _ticks(y0, y1))
+    for t in y_ticks:
         out.append(f'<line x1="{LEFT - 5}" y1="{sy(t):.1f}" x2="{LEFT}" y2="{sy(t):.1f}" stroke="#444"/>'
                    f'<text x="{LEFT - 8}" y="{sy(t) + 4:.1f}" text-anchor="end">{_num(t)}</text>')
     out.append(f'<text x="{LEFT + pw / 2}" y="{H - 12}" text-anchor="middle">{escape(x_label)}</text>')

@@ -48,3 +48,14 @@ def test_y_min_pins_the_axis_bottom(tmp_path):
     assert y_high == pytest.approx(TOP)
     texts = [t.firstChild.data for t in doc.getElementsByTagName("text")]
     assert "8,192" in texts and "0" in texts  # thousands get separators, not 8.19e+03
+
+
+def test_log_y_spaces_decades_evenly(tmp_path):
+    path = line_chart(tmp_path / "c.svg", "t", "load", "s", {"p": [(0.5, 0.2), (0.6, 2.0), (0.7, 20.0)]}, log_y=True)
+    doc = xml.dom.minidom.parse(str(path))
+    ys = [y for _, y in _points(doc.getElementsByTagName("polyline")[0])]
+    assert ys[0] - ys[1] == pytest.approx(ys[1] - ys[2])  # x10 each step: equal steps up
+    texts = [t.firstChild.data for t in doc.getElementsByTagName("text")]
+    assert {"0.1", "1", "10", "100"} <= set(texts)  # ticks at whole decades around the data
+    with pytest.raises(ValueError):
+        line_chart(tmp_path / "d.svg", "t", "x", "y", {"p": [(0, 0.0), (1, 1.0)]}, log_y=True)
