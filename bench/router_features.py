@@ -33,6 +33,7 @@ from bench.svg import line_chart
 from router import evaluate
 from router.data import Records, fold_indices, load_records, shipped_path, shipped_prices
 from router.embeddings import embed_questions
+from router.learners import make_learner
 from router.lengths import LengthModel
 from router.train import cost_matrix, out_of_fold
 
@@ -41,7 +42,7 @@ PLOT = "bench/plots/router_features.svg"
 
 
 def lm_states(pack: str, texts: list[str], max_tokens: int) -> tuple[np.ndarray, float]:
-    """Last-token hidden states at layers L/2, 3L/4 and L, concatenated; and the p50 ms
+    """Last-token hidden states at layers L/2, 3L/4 and L, (questions, layers, hidden); and the p50 ms
     of one question's forward pass (batched, so an underestimate of a lone request)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -58,7 +59,7 @@ def lm_states(pack: str, texts: list[str], max_tokens: int) -> tuple[np.ndarray,
     # long questions keep their head (the task) and tail (what is asked)
     ids = [i if len(i) <= max_tokens else i[: max_tokens // 2] + i[-(max_tokens // 2):] for i in ids]
     order = np.argsort([len(i) for i in ids])
-    out = np.zeros((len(texts), len(layers) * model.config.hidden_size), np.float32)
+    out = np.zeros((len(texts), len(layers), model.config.hidden_size), np.float32)
     per_question, batch, t0 = [], 16, time.perf_counter()
     with torch.inference_mode():
         for b in range(0, len(order), batch):
@@ -71,33 +72,31 @@ def lm_states(pack: str, texts: list[str], max_tokens: int) -> tuple[np.ndarray,
             per_question.append((time.perf_counter() - start) / len(idx))
             last = att.sum(1) - 1
             rows = torch.arange(len(idx))
-            out[idx] = torch.cat([states[k][rows, last] for k in layers], 1).numpy()
+            out[idx] = torch.stack([states[k][rows, last] for k in layers], 1).numpy()
             if (b // batch) % 40 == 0:
                 progress(f"{pack}: {min(b + batch, len(order))}/{len(order)} questions, "
                          f"{time.perf_counter() - t0:.0f} s")
     return out, 1000 * float(np.median(per_question))
 
 
-def project(train: np.ndarray, test: np.ndarray, blocks: int) -> tuple[np.ndarray, np.ndarray]:
+def project(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per layer: standardise, keep PCA_DIM principal axes, scale to unit mean norm."""
     from sklearn.decomposition import PCA
 
-    width = train.shape[1] // blocks
+    layers = train.shape[1]
     parts_tr, parts_te = [], []
-    for k in range(blocks):
-        a, b = train[:, k * width:(k + 1) * width], test[:, k * width:(k + 1) * width]
+    for k in range(layers):
+        a, b = train[:, k], test[:, k]
         mu, sd = a.mean(0), a.std(0) + 1e-6
         pca = PCA(PCA_DIM, random_state=0).fit((a - mu) / sd)
         za, zb = pca.transform((a - mu) / sd), pca.transform((b - mu) / sd)
-        scale = np.linalg.norm(za, axis=1).mean() * np.sqrt(blocks)
+        scale = np.linalg.norm(za, axis=1).mean() * np.sqrt(layers)
         parts_tr.append(za / scale)
         parts_te.append(zb / scale)
     return np.hstack(parts_tr).astype(np.float32), np.hstack(parts_te).astype(np.float32)
 
 
 def fit_predict(name: str, params: dict, x_tr, x_te, train: Records, test_texts: list[str], folds):
-    from router.learners import make_learner
-
     oof = out_of_fold(name, params, x_tr, train, folds)
     learner = make_learner(name, **params).fit(x_tr, train.scores, train.mask, texts=train.questions)
     return oof, learner.predict(x_te, texts=test_texts)
@@ -128,8 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     cost_tr, cost_te = cost_matrix(train, prices, lengths), cost_matrix(test, prices, lengths)[:, cols]
     emb_tr, emb_te = embed_questions(train.questions), embed_questions(test.questions)
     raw, ms = lm_states(args.pack, train.questions + test.questions, max_tokens)
-    blocks = 3
-    lm_tr, lm_te = project(raw[:len(train)], raw[len(train):], blocks)
+    lm_tr, lm_te = project(raw[:len(train)], raw[len(train):])
     folds = fold_indices(len(train), 5, 0)
     arms = {
         "baseline (MiniLM + n-grams)": [("text", {}, emb_tr, emb_te), ("knn", {"k": 128}, emb_tr, emb_te)],
